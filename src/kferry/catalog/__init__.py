@@ -1,0 +1,25 @@
+"""Knowledge about Kubeflow components, kept as data (``catalog/data/*.yaml``).
+
+Where images hide, which are composed from parts, which controllers pull by compiled-in
+default and which serve only optional features: each entry cites its upstream source. The
+engines in :mod:`kferry.discover` (and later rewrite/fix) read this; they hold no component
+names of their own.
+"""
+
+from kferry.catalog.model import (
+    Catalog,
+    ComposedRecipe,
+    DefaultEntry,
+    DefaultRule,
+    OptionalRule,
+    load_catalog,
+)
+
+__all__ = [
+    "Catalog",
+    "ComposedRecipe",
+    "DefaultEntry",
+    "DefaultRule",
+    "OptionalRule",
+    "load_catalog",
+]

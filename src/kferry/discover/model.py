@@ -1,0 +1,90 @@
+"""What discovery reports: findings (one per place an image is named) and images (grouped)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import yaml
+
+from kferry.name import Reference
+
+How = Literal["field", "string", "composed", "default"]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Where the bytes of (part of) a reference live, for the rewrite stage.
+
+    ``node`` is the YAML scalar holding the text. ``embedded`` is the chain of string
+    documents between the object and that scalar: each entry is ``(format, scalar)`` where
+    ``scalar`` is the outer node whose *value* was parsed as ``format`` (``json``/``yaml``)
+    and ``node`` belongs to the innermost parse. ``span`` is the slice of the scalar's value
+    that holds the text (``None`` = the whole value), e.g. the value of ``--flag=value``.
+    ``role`` names the part of a composed image (``hub``, ``image``, ``tag``), else ``ref``.
+    """
+
+    node: yaml.ScalarNode
+    embedded: tuple[tuple[str, yaml.ScalarNode], ...] = ()
+    span: tuple[int, int] | None = None
+    role: str = "ref"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """One place an image is named: ``object`` is ``Kind/namespace/name``."""
+
+    object: str
+    path: str
+    how: How
+    optional: str | None = None  # reason, when only an optional feature needs it
+    note: str | None = None
+    parts: tuple[Part, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A reference as written at one location (``reference`` is ``None`` when invalid)."""
+
+    written: str
+    reference: Reference | None
+    location: Location
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Image:
+    """One canonical image with every spelling and location it was found at."""
+
+    reference: Reference
+    written: list[str] = field(default_factory=list)
+    locations: list[Location] = field(default_factory=list)
+
+    @property
+    def canonical(self) -> str:
+        return self.reference.canonical
+
+    @property
+    def optional(self) -> bool:
+        """True when every location that needs it is an optional feature."""
+        return all(loc.optional for loc in self.locations)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "image": self.canonical,
+            "written": list(self.written),
+            "optional": self.optional,
+            "locations": [
+                {"object": loc.object, "path": loc.path, "how": loc.how}
+                for loc in self.locations
+            ],
+        }
+
+
+@dataclass(slots=True)
+class Inventory:
+    """The result of discovery: images (sorted by canonical name) and problems found."""
+
+    images: list[Image]
+    problems: list[Finding]
+    notes: list[str] = field(default_factory=list)

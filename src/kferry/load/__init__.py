@@ -1,0 +1,12 @@
+"""Load stage: rendered YAML files, stdin or kustomize directories -> Kubernetes objects.
+
+``read_sources`` turns the command-line paths into :class:`Source` texts (running kustomize
+for kustomization directories), ``parse_documents`` turns a source into :class:`Document`
+objects whose YAML nodes keep their positions (rewrite needs them to change only the bytes of
+a reference).
+"""
+
+from kferry.load.documents import Document, KubeObject, parse_documents
+from kferry.load.source import Source, read_sources
+
+__all__ = ["Document", "KubeObject", "Source", "parse_documents", "read_sources"]
