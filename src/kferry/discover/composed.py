@@ -67,7 +67,9 @@ class Composer:
         image_path, image_node = image
         self.claimed.add(id(image_node))
         if "/" in image_node.value:  # istio uses a full reference as it is
-            self._add(recipe, cm, image_node.value, f"{prefix}{image_path}", [(image_node, "ref")], embeds)
+            self._add(
+                recipe, cm, image_node.value, f"{prefix}{image_path}", [(image_node, "ref")], embeds
+            )
             return
         hub, tag = _first(root, recipe.hub), _first(root, recipe.tag)
         if hub is None or tag is None:
@@ -108,7 +110,9 @@ class Composer:
                 where = f"{prefix}{path}.{recipe.image_key} + {path}.{key}"
                 self._add(recipe, cm, text, where, [(image_node, "image"), (node, "tag")], embeds)
 
-    def _code(self, recipe: ComposedRecipe, cm: KubeObject, key: str, value: yaml.ScalarNode) -> None:
+    def _code(
+        self, recipe: ComposedRecipe, cm: KubeObject, key: str, value: yaml.ScalarNode
+    ) -> None:
         if recipe.pattern is None:
             return
         self.claimed.add(id(value))
@@ -132,13 +136,22 @@ class Composer:
                 origin = " or ".join(tag_env[:-1])
                 origin = f"{origin} or " if origin else ""
                 where = (
-                    f'{code_path} os.environ.get("{name}_IMAGE", default) + \':\' + '
+                    f"{code_path} os.environ.get(\"{name}_IMAGE\", default) + ':' + "
                     f"({origin}{tag_env[-1]}<-{tag.origin})"
                 )
                 parts: list[tuple[yaml.ScalarNode, str]] = []
                 if tag.node is not None:
                     parts.append((tag.node, "tag"))
-                self._add(recipe, cm, f"{repo_text}:{tag.value}", where, parts, (), value, m.span("default"))
+                self._add(
+                    recipe,
+                    cm,
+                    f"{repo_text}:{tag.value}",
+                    where,
+                    parts,
+                    (),
+                    value,
+                    m.span("default"),
+                )
 
     # -- output ----------------------------------------------------------------------------------
     def _add(

@@ -14,9 +14,9 @@ from kferry.discover.walker import ObjectWalker
 from kferry.load.documents import KubeObject
 
 
-def find_all(objects: Iterable[KubeObject], catalog: Catalog | None = None) -> tuple[
-    list[Finding], list[Finding], list[str]
-]:
+def find_all(
+    objects: Iterable[KubeObject], catalog: Catalog | None = None
+) -> tuple[list[Finding], list[Finding], list[str]]:
     """Every finding (valid references), every problem (invalid ones) and notes."""
     catalog = catalog or load_catalog()
     index = ObjectIndex(objects)

@@ -75,8 +75,7 @@ class Image:
             "written": list(self.written),
             "optional": self.optional,
             "locations": [
-                {"object": loc.object, "path": loc.path, "how": loc.how}
-                for loc in self.locations
+                {"object": loc.object, "path": loc.path, "how": loc.how} for loc in self.locations
             ],
         }
 

@@ -164,11 +164,11 @@ class ObjectWalker:
             name = scalar_text(mapping_get(item, "name"))
             value = mapping_get(item, "value")
             text = scalar_str(value)
-            if name and text is not None and isinstance(value, yaml.ScalarNode):
-                if is_image_key(name):
-                    self.tokens += [item_token(i, item), key_token("value")]
-                    self._candidate(text, value, sctx, "strong")
-                    del self.tokens[-2:]
+            if name and is_image_key(name) and text is not None:
+                assert isinstance(value, yaml.ScalarNode)
+                self.tokens += [item_token(i, item), key_token("value")]
+                self._candidate(text, value, sctx, "strong")
+                del self.tokens[-2:]
 
     def _args(self, seq: yaml.SequenceNode, ctx: Ctx) -> None:
         sctx = replace(ctx, how="string")
@@ -187,7 +187,7 @@ class ObjectWalker:
             flag = flag_name(text)
             if flag is None or not is_image_key(flag[0]):
                 continue
-            name, value = flag
+            value = flag[1]
             if value is not None:
                 self.tokens.append(("i", str(i)))
                 self._candidate(value, item, sctx, "strong", (len(text) - len(value), len(text)))

@@ -67,7 +67,7 @@ class KubeObject:
         return f"{self.document.where()}{suffix} {self.ref}"
 
 
-def mapping_get(node: yaml.Node, key: str) -> yaml.Node | None:
+def mapping_get(node: yaml.Node | None, key: str) -> yaml.Node | None:
     """The value node under ``key`` in a mapping node, or ``None``."""
     if not isinstance(node, yaml.MappingNode):
         return None
@@ -164,3 +164,16 @@ def objects(doc: Document) -> Iterator[KubeObject]:
                 yield _object(doc, item, i)
             return
     yield _object(doc, node, None)
+
+
+def load_objects(sources: list[Source]) -> tuple[list[KubeObject], list[str]]:
+    """Every Kubernetes object of the sources, and warnings (sources without objects)."""
+    out: list[KubeObject] = []
+    warnings: list[str] = []
+    for source in sources:
+        before = len(out)
+        for doc in parse_documents(source):
+            out.extend(objects(doc))
+        if len(out) == before:
+            warnings.append(f"{source.name}: no Kubernetes objects in this input")
+    return out, warnings

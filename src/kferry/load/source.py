@@ -20,7 +20,7 @@ BINARY_PROBE = 8192
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """One input text. ``name`` is what messages call it (a path, ``<stdin>``, ``kustomize DIR``)."""
+    """One input text; ``name`` is what messages call it (a path, ``<stdin>``, a command)."""
 
     name: str
     text: str
@@ -39,8 +39,10 @@ def decode(name: str, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         raise InputError(
-            f"{name}: not UTF-8 text (invalid byte at offset {exc.start}); expected YAML text"
+            f"{name}: line {line}: not UTF-8 text (invalid byte at offset {exc.start}); "
+            "expected YAML text"
         ) from None
 
 

@@ -60,6 +60,7 @@ _PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _DOMAIN_RE = re.compile(_DOMAIN)
 _TAG_RE = re.compile(_TAG, re.ASCII)
 _DIGEST_RE = re.compile(_DIGEST)
+_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 _KNOWN_DIGESTS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
@@ -139,6 +140,8 @@ def parse(text: str) -> Reference:
         raise InvalidReference(text, "leading or trailing whitespace")
     if any(c.isspace() for c in text):
         raise InvalidReference(text, "contains whitespace")
+    if _IDENTIFIER_RE.fullmatch(text):
+        raise InvalidReference(text, "a 64-character hex string is an image ID, not a name")
 
     rest = text
     digest: str | None = None
@@ -153,9 +156,7 @@ def parse(text: str) -> Reference:
         if want is None:
             raise InvalidReference(text, f"unsupported digest algorithm {algo!r}")
         if len(hexpart) != want or hexpart != hexpart.lower():
-            raise InvalidReference(
-                text, f"{algo} digest must be {want} lowercase hex characters"
-            )
+            raise InvalidReference(text, f"{algo} digest must be {want} lowercase hex characters")
         if rest == "":
             raise InvalidReference(text, "digest without a repository name")
 
@@ -169,8 +170,6 @@ def parse(text: str) -> Reference:
 
     if rest == "":
         raise InvalidReference(text, "missing repository name")
-    if len(rest) > NAME_TOTAL_LENGTH_MAX:
-        raise InvalidReference(text, f"repository name longer than {NAME_TOTAL_LENGTH_MAX}")
 
     domain, path = _split_domain(rest)
     if path == "":
@@ -186,6 +185,10 @@ def parse(text: str) -> Reference:
         domain = DEFAULT_DOMAIN
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = OFFICIAL_REPO_PREFIX + path
+    if len(domain) + 1 + len(path) > NAME_TOTAL_LENGTH_MAX:
+        raise InvalidReference(
+            text, f"repository name longer than {NAME_TOTAL_LENGTH_MAX} characters"
+        )
     return Reference(domain, path, tag, digest)
 
 

@@ -1,0 +1,91 @@
+"""Discovery speed against the YAML parser itself.
+
+Prints, for a Kubeflow render (default: the shipped 26.03 one), kferry's wall time for
+`kferry images -o json FILE` (a whole CLI process: interpreter start, imports, load,
+discovery, output) divided by the time PyYAML's libyaml CSafeLoader takes to load all
+documents of the same file (measured inside its process, so without interpreter start).
+Both run as child processes, alternately, several times; medians are compared. Also prints
+the peak RSS of each. Target: ratio <= 1.5.
+
+    python bench/inventory.py [RENDER.yaml[.gz]] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT = ROOT / "examples" / "kubeflow" / "kubeflow-26.03.yaml.gz"
+
+BASELINE = """
+import sys, time, yaml
+data = open(sys.argv[1], "rb").read()
+t = time.perf_counter()
+docs = list(yaml.load_all(data, Loader=yaml.CSafeLoader))
+print(time.perf_counter() - t)
+"""
+
+
+def run_child(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB, stdout) of one child process, reaped with wait4."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            sys.exit(f"{cmd[:4]} failed: {err.read().decode()[-500:]}")
+    return wall, usage.ru_maxrss / 1024, out.decode()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("render", nargs="?", default=str(DEFAULT))
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+
+    src = Path(args.render)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / "render.yaml"
+        data = src.read_bytes()
+        plain.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        size = plain.stat().st_size
+
+        kferry_walls: list[float] = []
+        base_loads: list[float] = []
+        kferry_rss: list[float] = []
+        base_rss: list[float] = []
+        images = 0
+        for _ in range(args.runs):
+            wall, rss, out = run_child(
+                [sys.executable, "-m", "kferry", "images", "-o", "json", str(plain)]
+            )
+            kferry_walls.append(wall)
+            kferry_rss.append(rss)
+            images = out.count('"image":')
+            _, rss, out = run_child([sys.executable, "-c", BASELINE, str(plain)])
+            base_loads.append(float(out))
+            base_rss.append(rss)
+
+    k = statistics.median(kferry_walls)
+    b = statistics.median(base_loads)
+    print(f"render: {src.name} ({size / 1e6:.1f} MB), {images} images, {args.runs} runs each")
+    print(f"kferry images -o json (whole process) : {k:.3f} s  peak RSS {max(kferry_rss):.0f} MiB")
+    print(f"yaml.load_all CSafeLoader (load only) : {b:.3f} s  peak RSS {max(base_rss):.0f} MiB")
+    print(f"ratio kferry / libyaml load           : {k / b:.2f}  (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

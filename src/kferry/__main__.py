@@ -1,0 +1,7 @@
+"""``python -m kferry``."""
+
+import sys
+
+from kferry.cli.main import main
+
+sys.exit(main())

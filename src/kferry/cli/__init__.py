@@ -1,0 +1,1 @@
+"""Command line: thin layer over the stages (parse arguments, call, print)."""

@@ -1,0 +1,31 @@
+"""Printing helpers shared by commands: consoles, JSON, warnings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+OUTPUT_CHOICES = click.Choice(["table", "json", "list"])
+
+
+def stdout_console() -> Console:
+    """A console for stdout: colours on a terminal, plain wide text in a pipe."""
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(width=240, no_color=True, highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def warn(message: str) -> None:
+    click.echo(f"kferry: warning: {message}", err=True)

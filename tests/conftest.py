@@ -1,0 +1,54 @@
+"""Shared test helpers: run kferry as a user does, find the shipped corpus."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "kubeflow"
+DATA = ROOT / "tests" / "data"
+RELEASES = ["v1.4.1", "v1.9.1", "26.03"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_kferry(
+    *args: str,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 300,
+) -> Result:
+    """Run ``python -m kferry`` in a subprocess, as a user's shell would."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "kferry", *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+@pytest.fixture
+def kferry():
+    return run_kferry
+
+
+def release_path(release: str) -> Path:
+    return EXAMPLES / f"kubeflow-{release}.yaml.gz"
