@@ -411,7 +411,7 @@ def deployment(name: str, image: str, extra: str = "") -> str:
 
 
 def test_compiled_default_used_unless_overridden_by_env_from_configmap() -> None:
-    plain = found(deployment("tb", "ghcr.io/kubeflow/kubeflow/tensorboard-controller:v1.8.0"))
+    plain = found(deployment("tb", "public.ecr.aws/j1r0q0g6/notebooks/tensorboard-controller:v1.4"))
     assert plain["docker.io/tensorflow/tensorflow:2.1.0"][0][0] == "Deployment/kubeflow/tb"
     assert plain["docker.io/tensorflow/tensorflow:2.1.0"][0][2] == "default"
     envfrom = (
@@ -419,7 +419,7 @@ def test_compiled_default_used_unless_overridden_by_env_from_configmap() -> None
         + configmap("tb-config-7hd244gf2d", {"TENSORBOARD_IMAGE": "tensorflow/tensorflow:2.5.1"})
     )
     overridden = found(
-        deployment("tb", "ghcr.io/kubeflow/kubeflow/tensorboard-controller:v1.8.0", envfrom)
+        deployment("tb", "public.ecr.aws/j1r0q0g6/notebooks/tensorboard-controller:v1.4", envfrom)
     )
     assert "docker.io/tensorflow/tensorflow:2.1.0" not in overridden
     assert "docker.io/tensorflow/tensorflow:2.5.1" in overridden
