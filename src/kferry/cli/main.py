@@ -10,6 +10,7 @@ import click
 
 from kferry import __version__
 from kferry.cli.images import images
+from kferry.cli.transfer import bundle, mirror, plan_cmd
 from kferry.errors import KferryError
 
 
@@ -24,12 +25,15 @@ def cli() -> None:
 
 
 cli.add_command(images)
+cli.add_command(plan_cmd)
+cli.add_command(mirror)
+cli.add_command(bundle)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: maps kferry errors to one line on stderr and their exit code."""
     try:
-        cli.main(
+        rv = cli.main(
             args=list(argv) if argv is not None else None, prog_name="kferry", standalone_mode=False
         )
     except KferryError as exc:
@@ -51,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("kferry: interrupted", err=True)
         return 130
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,228 @@
+"""The copier: images from a source store to a sink store, byte for byte, in parallel.
+
+For each planned image: fetch the manifest (an index brings its children), skip the whole
+image when the target already names the same digest, otherwise send every blob the target
+lacks (in parallel across images, each blob once per registry: later repositories mount it)
+and then the manifests, children first, exactly as fetched. A failure in one image is
+recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from kferry.errors import KferryError
+from kferry.name import Reference
+from kferry.plan import Planned
+from kferry.transfer.media import INDEX_TYPES, OCI_INDEX, Descriptor, Manifest, parse_manifest
+from kferry.transfer.remote import DigestMismatch, RegistryError, TransientError
+from kferry.transfer.stores import ImageSink, ImageSource
+
+
+@dataclass
+class ImageResult:
+    source: Reference
+    target: Reference
+    status: str = "pending"  # copied | skipped | failed
+    digest: str = ""
+    media_type: str = ""
+    size: int = 0
+    source_digest: str = ""
+    bytes_sent: int = 0
+    bytes_skipped: int = 0
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def final_target(self) -> Reference:
+        """The target as pushed (by digest when the source was named by digest)."""
+        if self.target.digest and self.digest:
+            return self.target.with_digest(self.digest)
+        return self.target
+
+    def lock_entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "source": self.source.canonical,
+            "target": self.final_target.canonical,
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "size": self.size,
+        }
+        if self.source_digest and self.source_digest != self.digest:
+            entry["sourceDigest"] = self.source_digest
+        return entry
+
+
+class Progress:
+    """What the copier reports while it works; the CLI draws bars from it."""
+
+    def image_started(self, result: ImageResult, size: int) -> None: ...
+
+    def image_done(self, result: ImageResult) -> None: ...
+
+    def bytes_done(self, n: int) -> None: ...
+
+
+def _platform_ok(platform: str | None, wanted: Sequence[str]) -> bool:
+    if not wanted:
+        return True
+    if platform is None:
+        return False
+    have = platform.split("/")
+    for w in wanted:
+        want = w.split("/")
+        if have[: len(want)] == want:
+            return True
+    return False
+
+
+def _filtered_index(top: Manifest, platforms: Sequence[str], where: str) -> Manifest | None:
+    """The index with only the wanted platforms (None when all are kept)."""
+    keep = [d for d in top.children if _platform_ok(d.platform, platforms)]
+    if len(keep) == len(top.children):
+        return None
+    if not keep:
+        have = ", ".join(sorted({d.platform or "?" for d in top.children}))
+        raise RegistryError(f"{where}: no platform matches {', '.join(platforms)} (has {have})")
+    doc = json.loads(top.raw)
+    keep_digests = {d.digest for d in keep}
+    doc["manifests"] = [m for m in doc["manifests"] if m.get("digest") in keep_digests]
+    raw = json.dumps(doc, indent=2).encode()
+    return parse_manifest(raw, top.media_type or OCI_INDEX, where)
+
+
+class Copier:
+    def __init__(
+        self,
+        source: ImageSource,
+        sink: ImageSink,
+        *,
+        jobs: int = 8,
+        platforms: Sequence[str] = (),
+        progress: Progress | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.jobs = max(1, jobs)
+        self.platforms = tuple(platforms)
+        self.progress = progress or Progress()
+        self._blob_pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-blob")
+        self._lock = threading.Lock()
+
+    def run(self, planned: Sequence[Planned]) -> list[ImageResult]:
+        results = [ImageResult(p.source, p.target) for p in planned]
+        try:
+            with ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image") as pool:
+                futures = [pool.submit(self._copy_guarded, r) for r in results]
+                for f in futures:
+                    f.result()
+        finally:
+            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+        return results
+
+    def _copy_guarded(self, result: ImageResult) -> None:
+        try:
+            self._copy(result)
+        except KferryError as exc:
+            result.status, result.error = "failed", str(exc)
+        except Exception as exc:  # keep the others going; the summary names the failure
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        self.progress.image_done(result)
+
+    def _copy(self, result: ImageResult) -> None:
+        src, dst = result.source, result.target
+        top = self.source.get_manifest(src)
+        result.source_digest = top.digest
+        if src.digest and top.digest != src.digest:
+            raise RegistryError(f"{src.canonical}: source sent manifest {top.digest}")
+        if self.platforms and top.media_type in INDEX_TYPES:
+            filtered = _filtered_index(top, self.platforms, src.canonical)
+            if filtered is not None:
+                result.notes.append(
+                    f"filtered to {', '.join(self.platforms)}: digest {top.digest} -> "
+                    f"{filtered.digest}; references by digest must change"
+                )
+                top = filtered
+        result.digest, result.media_type = top.digest, top.media_type
+
+        ident = top.digest if dst.digest else (dst.tag or "latest")
+        children = [self.source.get_child(src, d.digest) for d in top.children]
+        blobs: dict[str, Descriptor] = {}
+        for m in [top, *children]:
+            for b in m.blobs:
+                blobs.setdefault(b.digest, b)
+        result.size = (
+            top.size
+            + sum(c.size for c in children)
+            + sum(b.size for b in blobs.values() if not b.foreign)
+        )
+
+        existing = self.sink.manifest_digest(_at(dst, ident))
+        if existing == top.digest:
+            result.status = "skipped"
+            result.bytes_skipped = result.size
+            return
+
+        self.progress.image_started(result, result.size)
+        futures: list[Future[None]] = []
+        for blob in blobs.values():
+            if blob.foreign:
+                result.notes.append(
+                    f"non-distributable layer {blob.digest} skipped (pulled from its URLs)"
+                )
+                continue
+            futures.append(self._blob_pool.submit(self._copy_blob, result, blob))
+        done, _ = wait(futures)
+        errors = [f.exception() for f in done if f.exception() is not None]
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+        for child in children:
+            self.sink.put_manifest(_at(dst, child.digest), child.digest, child)
+        self.sink.put_manifest(_at(dst, ident), ident, top, top=True)
+        result.status = "copied"
+
+    def _copy_blob(self, result: ImageResult, blob: Descriptor) -> None:
+        sent = 0
+
+        def on_bytes(n: int) -> None:
+            nonlocal sent
+            sent += n
+            self.progress.bytes_done(n)
+
+        last: Exception | None = None
+        for _attempt in range(3):  # a stream that breaks mid-blob is restarted from scratch
+            try:
+                outcome = self.sink.put_blob(
+                    result.target,
+                    blob,
+                    lambda: self.source.open_blob(result.source, blob),
+                    on_bytes,
+                )
+                break
+            except (TransientError, DigestMismatch) as exc:
+                last = exc
+                self.progress.bytes_done(-sent)
+                sent = 0
+        else:
+            assert last is not None
+            raise last
+        with self._lock:
+            if outcome == "sent":
+                result.bytes_sent += blob.size
+            else:
+                result.bytes_skipped += blob.size
+                self.progress.bytes_done(blob.size)
+
+
+def _at(ref: Reference, identifier: str) -> Reference:
+    if identifier.startswith("sha256:"):
+        return Reference(ref.domain, ref.path, None, identifier)
+    return Reference(ref.domain, ref.path, identifier, None)
+
+
+ProgressFactory = Callable[[int], Progress]

@@ -1,0 +1,146 @@
+"""Manifest media types and the descriptors a manifest or index points at.
+
+kferry never re-serialises a manifest: the bytes fetched are the bytes pushed (and hashed), so
+every digest survives. This module only reads them to find children.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+SCHEMA1_TYPES = frozenset({DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED})
+MANIFEST_TYPES = INDEX_TYPES | IMAGE_TYPES
+
+# Sent on every manifest request: schema1 is listed last so a registry that only has schema1
+# says so (and kferry refuses it) instead of answering 404.
+ACCEPT = ", ".join(
+    [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1]
+)
+
+NON_DISTRIBUTABLE = frozenset(
+    {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+    }
+)
+
+
+class ManifestError(ValueError):
+    """A manifest kferry cannot copy (schema1, unknown type, not JSON)."""
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: str | None = None  # "linux/amd64[/v8]" for index entries
+    urls: tuple[str, ...] = ()
+
+    @property
+    def foreign(self) -> bool:
+        return self.media_type in NON_DISTRIBUTABLE
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """Raw manifest bytes plus what they point at."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+    children: tuple[Descriptor, ...] = ()  # index entries (manifests)
+    blobs: tuple[Descriptor, ...] = ()  # config and layers
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    def descriptor(self, platform: str | None = None) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, self.size, platform)
+
+
+def _platform(p: Any) -> str | None:
+    if not isinstance(p, dict):
+        return None
+    parts = [str(p.get("os", "")), str(p.get("architecture", ""))]
+    if p.get("variant"):
+        parts.append(str(p["variant"]))
+    return "/".join(parts)
+
+
+def _descriptor(d: Any, where: str) -> Descriptor:
+    if not isinstance(d, dict) or "digest" not in d or "size" not in d:
+        raise ManifestError(f"{where}: malformed descriptor")
+    return Descriptor(
+        media_type=str(d.get("mediaType", "")),
+        digest=str(d["digest"]),
+        size=int(d["size"]),
+        platform=_platform(d.get("platform")),
+        urls=tuple(d.get("urls") or ()),
+    )
+
+
+def parse_manifest(raw: bytes, content_type: str | None, where: str) -> Manifest:
+    """Read a manifest's type and children; schema1 and unknown types are refused."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise ManifestError(f"{where}: manifest is not JSON") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{where}: manifest is not a JSON object")
+    ctype = (content_type or "").split(";")[0].strip()
+    media_type = str(doc.get("mediaType") or "")
+    if not media_type:
+        if ctype in MANIFEST_TYPES:
+            media_type = ctype
+        elif doc.get("schemaVersion") == 1:
+            media_type = DOCKER_SCHEMA1
+        elif "manifests" in doc:
+            media_type = OCI_INDEX
+        elif "layers" in doc:
+            media_type = OCI_MANIFEST
+    if media_type in SCHEMA1_TYPES or doc.get("schemaVersion") == 1:
+        raise ManifestError(
+            f"{where}: Docker schema 1 manifest; schema 1 is deprecated and cannot be copied "
+            "with its digest intact: rebuild or re-push the image with a current Docker or "
+            "buildkit (schema 2 / OCI)"
+        )
+    if media_type not in MANIFEST_TYPES:
+        raise ManifestError(f"{where}: unsupported manifest media type {media_type!r}")
+    digest = sha256_digest(raw)
+    if media_type in INDEX_TYPES:
+        children = tuple(
+            _descriptor(d, f"{where} manifests[{i}]")
+            for i, d in enumerate(doc.get("manifests") or [])
+        )
+        return Manifest(raw, media_type, digest, children=children)
+    blobs = [_descriptor(doc.get("config"), f"{where} config")]
+    blobs += [_descriptor(d, f"{where} layers[{i}]") for i, d in enumerate(doc.get("layers") or [])]
+    return Manifest(raw, media_type, digest, blobs=tuple(blobs))
