@@ -103,7 +103,7 @@ def test_plan_from_manifests_and_bad_list(tmp_path) -> None:
     res = run_kferry(
         "plan",
         "--from",
-        "examples/kubeflow/kubeflow-v1.4.1.yaml.gz",
+        str(release_path("v1.4.1")),
         "--to",
         "harbor.local/kf",
         "--layout",
