@@ -111,6 +111,7 @@ class FlakyProxy:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._requests: list[ProxiedRequest] = []
+        self.bytes_per_second: float | None = None  # throttle response bodies when set
         self._server = LoopbackHTTPServer(_make_handler(self))
         self.host = f"127.0.0.1:{self._server.port}"
         self.url = f"http://{self.host}"
@@ -400,6 +401,8 @@ def _make_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
                     return
                 self._write(chunk, chunked)
                 sent += len(chunk)
+                if proxy.bytes_per_second:
+                    time.sleep(len(chunk) / proxy.bytes_per_second)
             if limit is not None:  # body ended before the limit: cut anyway
                 self._cut()
                 proxy._record(method, path, status, "drop_response", sent)

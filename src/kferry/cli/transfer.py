@@ -88,6 +88,14 @@ def registry_options(func: F) -> F:
             metavar="OS/ARCH[/VARIANT]",
             help="Copy only these platforms of multi-arch images (digests change).",
         ),
+        click.option(
+            "--chunk-size",
+            type=click.IntRange(1 << 20),
+            default=64 << 20,
+            show_default=True,
+            metavar="BYTES",
+            help="Upload larger blobs in chunks of this size (for proxies that cap bodies).",
+        ),
     ]
     for opt in reversed(opts):
         func = opt(func)
@@ -158,6 +166,7 @@ def make_options(
     insecure: Sequence[str],
     plain_http: Sequence[str],
     jobs: int,
+    chunk_size: int,
     target_host: str | None = None,
     username: str | None = None,
     password_stdin: bool = False,
@@ -180,6 +189,7 @@ def make_options(
         insecure=frozenset(insecure),
         plain_http=frozenset(plain_http),
         connections=max(16, jobs * 2),
+        chunk_size=chunk_size,
     )
 
 
@@ -334,6 +344,7 @@ def mirror(
     plain_http: tuple[str, ...],
     jobs: int,
     platforms: tuple[str, ...],
+    chunk_size: int,
     output: str,
     username: str | None,
     password_stdin: bool,
@@ -342,7 +353,7 @@ def mirror(
     """Copy images registry to registry, byte for byte (digests stay the same)."""
     dest = Destination.parse(to)
     options = make_options(
-        ca_file, insecure, plain_http, jobs, dest.registry, username, password_stdin
+        ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
     planned = plan(gather(images, files, from_paths), dest, layout)
     registries = Registries(options)
@@ -383,11 +394,12 @@ def bundle_save(
     plain_http: tuple[str, ...],
     jobs: int,
     platforms: tuple[str, ...],
+    chunk_size: int,
     out: Path,
     as_json: bool,
 ) -> None:
     """Save images into an OCI layout (every blob once), named by their source reference."""
-    options = make_options(ca_file, insecure, plain_http, jobs)
+    options = make_options(ca_file, insecure, plain_http, jobs, chunk_size)
     refs = list(dict.fromkeys(gather(images, files, from_paths)))
     planned = [Planned(r, r) for r in refs]
     registries = Registries(options)
@@ -426,6 +438,7 @@ def bundle_load(
     plain_http: tuple[str, ...],
     jobs: int,
     platforms: tuple[str, ...],
+    chunk_size: int,
     output: str,
     username: str | None,
     password_stdin: bool,
@@ -434,7 +447,7 @@ def bundle_load(
     """Push a bundle's images into the private registry."""
     dest = Destination.parse(to)
     options = make_options(
-        ca_file, insecure, plain_http, jobs, dest.registry, username, password_stdin
+        ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
     registries = Registries(options)
     with LayoutReader(bundle_path) as reader:

@@ -31,8 +31,6 @@ from kferry.transfer.media import ACCEPT, Manifest, parse_manifest
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 DOCKER_HUB_API = "registry-1.docker.io"
 STREAM_CHUNK = 1 << 20  # 1 MiB reads: constant memory whatever the blob size
-CHUNKED_UPLOAD_THRESHOLD = 256 << 20
-UPLOAD_CHUNK = 64 << 20
 
 
 class RegistryError(KferryError):
@@ -70,6 +68,7 @@ class Options:
     max_wait: float = 60.0
     timeout: float = 120.0
     connections: int = 16
+    chunk_size: int = 64 << 20  # blobs larger than this are sent in PATCH chunks of this size
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -422,7 +421,7 @@ class Registry:
     ) -> None:
         """Send a blob's bytes to an upload session (one streamed PUT, or PATCHes if large)."""
         scopes = self.scopes(repo, True)
-        if size > CHUNKED_UPLOAD_THRESHOLD:
+        if size > self.options.chunk_size:
             self._upload_chunked(repo, location, digest, chunks, scopes)
             return
         url = _with_query(location, digest=digest)
@@ -445,7 +444,7 @@ class Registry:
         scopes: tuple[str, ...],
     ) -> None:
         offset = 0
-        for part in _regroup(chunks, UPLOAD_CHUNK):
+        for part in _regroup(chunks, self.options.chunk_size):
             end = offset + sum(len(p) for p in part) - 1
             hdrs = {
                 "Content-Type": "application/octet-stream",
