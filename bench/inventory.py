@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.measure import run_child  # noqa: E402
+
 DEFAULT = ROOT / "examples" / "kubeflow" / "kubeflow-26.03.yaml.gz"
 
 BASELINE = """
@@ -32,22 +33,6 @@ t = time.perf_counter()
 docs = list(yaml.load_all(data, Loader=yaml.CSafeLoader))
 print(time.perf_counter() - t)
 """
-
-
-def run_child(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MiB, stdout) of one child process, reaped with wait4."""
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            err.seek(0)
-            sys.exit(f"{cmd[:4]} failed: {err.read().decode()[-500:]}")
-    return wall, usage.ru_maxrss / 1024, out.decode()
 
 
 def main() -> None:
@@ -69,15 +54,13 @@ def main() -> None:
         base_rss: list[float] = []
         images = 0
         for _ in range(args.runs):
-            wall, rss, out = run_child(
-                [sys.executable, "-m", "kferry", "images", "-o", "json", str(plain)]
-            )
-            kferry_walls.append(wall)
-            kferry_rss.append(rss)
-            images = out.count('"image":')
-            _, rss, out = run_child([sys.executable, "-c", BASELINE, str(plain)])
-            base_loads.append(float(out))
-            base_rss.append(rss)
+            m = run_child([sys.executable, "-m", "kferry", "images", "-o", "json", str(plain)])
+            kferry_walls.append(m.wall)
+            kferry_rss.append(m.peak_rss_mib)
+            images = m.out.count('"image":')
+            m = run_child([sys.executable, "-c", BASELINE, str(plain)])
+            base_loads.append(float(m.out))
+            base_rss.append(m.peak_rss_mib)
 
     k = statistics.median(kferry_walls)
     b = statistics.median(base_loads)

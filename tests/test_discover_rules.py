@@ -435,3 +435,19 @@ def test_compiled_default_follows_the_controller_version_and_flag_override() -> 
     flag = f"        args: ['--acme-http01-solver-image={solver}']\n"
     got = found(deployment("cert-manager", "quay.io/jetstack/cert-manager-controller:v1.3.1", flag))
     assert [loc[2] for loc in got["quay.io/jetstack/cert-manager-acmesolver:v1.3.1"]] == ["string"]
+
+
+def test_bare_words_outside_containers_are_parts_not_images() -> None:
+    values = {"pilot": {"image": "pilot", "hub": ""}, "cni": {"image": "install-cni"}}
+    got = found(
+        configmap("some-values", {"values": json.dumps(values)})
+        + "---\n"
+        + textwrap.dedent("""\
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: p, namespace: ns}
+            spec:
+              containers: [{name: c, image: busybox}]
+            """)
+    )
+    assert set(got) == {"docker.io/library/busybox:latest"}

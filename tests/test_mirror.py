@@ -572,3 +572,65 @@ def test_schema1_is_refused_with_a_reason() -> None:
     raw = json.dumps({"schemaVersion": 1, "name": "x", "tag": "1", "fsLayers": []}).encode()
     with pytest.raises(ManifestError, match="schema 1"):
         parse_manifest(raw, "application/vnd.docker.distribution.manifest.v1+prettyjws", "x")
+
+
+def test_credential_helper_from_docker_config(
+    source_registry: Registry, target_registry: Registry, tmp_path: Path
+) -> None:
+    img = push_image(source_registry, "helper/app", tag="1")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "helper.log"
+    helper = bin_dir / "docker-credential-kftest"
+    helper.write_text(
+        "#!/bin/sh\n"
+        f'[ "$1" = get ] || exit 1\nread server\necho "$server" >> {log}\n'
+        f'echo \'{{"Username":"{target_registry.username}",'
+        f'"Secret":"{target_registry.password}"}}\'\n'
+    )
+    helper.chmod(0o755)
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(
+        json.dumps({"credHelpers": {target_registry.host: "kftest"}})
+    )
+    env = {"DOCKER_CONFIG": str(config), "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    res, summary = mirror(
+        target_registry,
+        img.tag_ref,
+        "--plain-http",
+        source_registry.host,
+        login=False,
+        env=env,
+        lock=tmp_path / "lock.json",
+    )
+    assert res.code == 0, res.err
+    assert summary["copied"] == 1
+    assert log.read_text().split() == [target_registry.host]
+
+
+def test_insecure_skips_verification_for_that_host_only(
+    source_registry: Registry, target_registry: Registry, tmp_path: Path
+) -> None:
+    img = push_image(source_registry, "insecure/app", tag="1")
+    cmd = [
+        "mirror",
+        img.tag_ref,
+        "--plain-http",
+        source_registry.host,
+        "--to",
+        f"{target_registry.host}/proj",
+        "--username",
+        str(target_registry.username),
+        "--password-stdin",
+        "-o",
+        "json",
+        "--lock",
+        str(tmp_path / "lock.json"),
+    ]
+    stdin = f"{target_registry.password}\n".encode()
+    res = run_kferry(*cmd, "--insecure", "some.other.host", stdin=stdin)
+    assert res.code == 1 and "--ca-file" in res.out
+    res = run_kferry(*cmd, "--insecure", target_registry.host, stdin=stdin)
+    assert res.code == 0, res.out + res.err
+    assert json.loads(res.out)["copied"] == 1

@@ -3,7 +3,9 @@
 Discovery never treats "any string that parses" as an image (``info``, ``pods/log`` and
 ``mysql:3306`` all parse). A string is a candidate only where its *context* says image: a
 container ``image`` field, a key, env var or flag whose name ends in ``image``/``images``, or a
-collection held under such a key (Jupyter spawner ``image.options``). Inside collections the
+collection held under such a key (Jupyter spawner ``image.options``). A bare word (``proxyv2``)
+under an ``image`` key counts only in a container (a mapping with a ``name``): elsewhere it is
+one part of a composed image, as in helm-style values. Inside collections the
 test is stricter (:func:`looks_like_image`): it must name a repository path or a tag/digest and
 must not be a ``host:port`` or a URL.
 """
@@ -43,6 +45,11 @@ def is_image_collection_key(key: str) -> bool:
 def is_placeholder(text: str) -> bool:
     """Template variables and documentation placeholders: ``$(IMAGE)``, ``{{ .Image }}``."""
     return bool(_PLACEHOLDER.search(text))
+
+
+def is_bare_word(text: str) -> bool:
+    """No registry, path, tag or digest: ``proxyv2``, ``pilot`` (helm values name parts so)."""
+    return not any(c in text for c in "/:@")
 
 
 def flag_name(arg: str) -> tuple[str, str | None] | None:

@@ -20,6 +20,7 @@ from kferry.catalog import Catalog
 from kferry.discover.embedded import EmbeddedCache
 from kferry.discover.heuristics import (
     flag_name,
+    is_bare_word,
     is_image_collection_key,
     is_image_key,
     is_placeholder,
@@ -106,7 +107,7 @@ class ObjectWalker:
                     continue
                 self.tokens.append(key_token(key))
                 if isinstance(v, yaml.ScalarNode):
-                    self._scalar(key, v, ctx)
+                    self._scalar(key, v, ctx, node)
                 elif key == "env" and isinstance(v, yaml.SequenceNode):
                     self._env(v, ctx)
                 elif key in ("args", "command") and isinstance(v, yaml.SequenceNode):
@@ -130,11 +131,13 @@ class ObjectWalker:
                     self._walk(item, ctx)
                 self.tokens.pop()
 
-    def _scalar(self, key: str, node: yaml.ScalarNode, ctx: Ctx) -> None:
+    def _scalar(self, key: str, node: yaml.ScalarNode, ctx: Ctx, parent: yaml.MappingNode) -> None:
         text = scalar_str(node)
         if text is None:
             return
         if key == "image" or is_image_key(key):
+            if is_bare_word(text) and mapping_get(parent, "name") is None:
+                return  # "image: proxyv2" in helm-style values is a part, not a reference
             self._candidate(text, node, ctx, "strong")
         elif ctx.collection:
             self._candidate(text, node, ctx, "strict")

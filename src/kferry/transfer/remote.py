@@ -422,7 +422,7 @@ class Registry:
         """Send a blob's bytes to an upload session (one streamed PUT, or PATCHes if large)."""
         scopes = self.scopes(repo, True)
         if size > self.options.chunk_size:
-            self._upload_chunked(repo, location, digest, chunks, scopes)
+            self._upload_chunked(repo, location, digest, size, chunks, scopes)
             return
         url = _with_query(location, digest=digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
@@ -440,12 +440,16 @@ class Registry:
         repo: str,
         location: str,
         digest: str,
+        size: int,
         chunks: Iterable[bytes],
         scopes: tuple[str, ...],
     ) -> None:
+        """PATCH the blob in pieces of ``chunk_size``, each streamed from the source."""
+        stream = _Splitter(iter(chunks))
         offset = 0
-        for part in _regroup(chunks, self.options.chunk_size):
-            end = offset + sum(len(p) for p in part) - 1
+        while offset < size:
+            end = min(offset + self.options.chunk_size, size) - 1
+            part = stream.take(end - offset + 1)
             hdrs = {
                 "Content-Type": "application/octet-stream",
                 "Content-Range": f"{offset}-{end}",
@@ -453,7 +457,7 @@ class Registry:
             } | self._auth_header(scopes)
             try:
                 resp = self.http.send(
-                    self.http.build_request("PATCH", location, headers=hdrs, content=iter(part))
+                    self.http.build_request("PATCH", location, headers=hdrs, content=part)
                 )
             except httpx.HTTPError as exc:
                 raise self._network_error(exc, f"upload of {digest}") from None
@@ -502,18 +506,22 @@ def _with_query(url: str, **params: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def _regroup(chunks: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    """Group a stream of chunks into lists of about ``size`` bytes (no copying)."""
-    group: list[bytes] = []
-    total = 0
-    for chunk in chunks:
-        group.append(chunk)
-        total += len(chunk)
-        if total >= size:
-            yield group
-            group, total = [], 0
-    if group:
-        yield group
+class _Splitter:
+    """Hands out consecutive byte ranges of a chunk stream as streams of their own."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._left = b""
+
+    def take(self, n: int) -> Iterator[bytes]:
+        while n > 0:
+            chunk = self._left or next(self._chunks, b"")
+            if not chunk:
+                raise DigestMismatch(f"blob stream ended {n} bytes early")
+            self._left = chunk[n:]
+            piece = chunk[:n]
+            n -= len(piece)
+            yield piece
 
 
 def verified(

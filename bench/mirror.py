@@ -1,0 +1,332 @@
+"""Registry-to-registry copy speed against skopeo, measured in the same run.
+
+Builds a Kubeflow-sized workload in a local source registry (about 120 images and 1.5 GB:
+shared base layers, nested repository paths, multi-arch indexes, images referenced only by
+digest), then prints:
+
+* kferry's wall time for `kferry mirror` (all images, one command) divided by the wall time
+  of `skopeo copy --all --preserve-digests` run image by image (target <= 0.5);
+* the same against `skopeo sync --all` for the tagged images (sync needs tags);
+* the wall time of a rerun of `kferry mirror` with nothing left to copy (target <= 3 s);
+* the size of a `kferry bundle save` directory divided by the sum of the unique blob and
+  manifest sizes (target 1.00);
+* kferry's peak RSS while copying an image with a 2 GB layer (target <= 200 MB).
+
+Registries are real distribution servers on loopback (Debian's docker-registry), the target
+with TLS from a test CA and htpasswd auth, as in the test suite.
+
+    python bench/mirror.py [--images 120] [--scale 1.0] [--big-layer-mb 2048] [--jobs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.images import (  # noqa: E402
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    Media,
+    PushedImage,
+    push_blob,
+    push_image,
+    push_index,
+    push_manifest,
+)
+from tests.support.registry import Registry, start_registry  # noqa: E402
+from tests.support.skopeo import skopeo_copy  # noqa: E402
+
+from bench.measure import run_child  # noqa: E402
+
+MB = 1_000_000
+
+
+def build_workload(src: Registry, n: int, scale: float) -> list[PushedImage]:
+    """~n images, ~1.5 GB * scale, Kubeflow-like: shared bases, deep paths, indexes."""
+    rnd = random.Random(42)
+
+    def blob(size: float, seed: str) -> bytes:
+        return random.Random(seed).randbytes(max(1, int(size * scale)))
+
+    bases = [blob(25 * MB, f"os{i}") for i in range(4)]
+    runtimes = [blob(35 * MB, f"rt{i}") for i in range(4)]
+    paths = [
+        "knative-releases/knative.dev/serving/cmd/c{i}",
+        "kubeflow/kubeflow/notebook-servers/app{i}",
+        "ml-pipeline/component{i}",
+        "kserve/server{i}",
+        "kubeflowkatib/suggestion/alg{i}",
+    ]
+    images: list[PushedImage] = []
+    n_index = max(1, n // 12)
+    for i in range(n - n_index):
+        repo = paths[i % len(paths)].format(i=i)
+        shared = [bases[i % 4]] + ([runtimes[i % 4]] if i % 2 else [])
+        unique = [blob(rnd.uniform(2, 18) * MB, f"u{i}")]
+        tag = None if i % 6 == 5 else f"v1.{i}"  # every sixth image by digest only
+        media: Media = "docker" if i % 3 == 0 else "oci"
+        images.append(
+            push_image(src, repo, tag=tag, layers=unique, shared_layers=shared, media=media, seed=i)
+        )
+    for j in range(n_index):
+        repo = f"istio/proxy-multi{j}"
+        children = [
+            push_image(
+                src,
+                repo,
+                layers=[blob(5 * MB, f"m{j}{p}")],
+                shared_layers=[bases[j % 4]],
+                platform=p,
+                seed=f"{j}{p}",
+            )
+            for p in ("linux/amd64", "linux/arm64/v8")
+        ]
+        images.append(push_index(src, repo, images=children, tag=f"1.{j}"))
+    return images
+
+
+def push_big_image(src: Registry, repo: str, size: int) -> str:
+    """An image with one ``size``-byte layer, streamed up in chunks (never whole in memory)."""
+    chunk = 16 << 20
+    h = hashlib.sha256()
+    with src.client() as c:
+        location = str(c.post(f"/v2/{repo}/blobs/uploads/").headers["Location"])
+        offset = 0
+        for i in range(0, size, chunk):
+            data = random.Random(i).randbytes(min(chunk, size - i))
+            h.update(data)
+            r = c.patch(
+                location,
+                content=data,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(data) - 1}",
+                },
+            )
+            r.raise_for_status()
+            location = str(r.headers["Location"])
+            offset += len(data)
+        layer = "sha256:" + h.hexdigest()
+        sep = "&" if "?" in location else "?"
+        c.put(f"{location}{sep}digest={layer}").raise_for_status()
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [layer]},
+            }
+        ).encode()
+        config_digest = push_blob(c, repo, config)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer, "size": size}],
+            }
+        ).encode()
+        push_manifest(c, repo, "1", manifest, OCI_MANIFEST)
+    return f"{src.host}/{repo}:1"
+
+
+def ref(img: PushedImage) -> str:
+    return img.tag_ref if img.tag else img.ref
+
+
+def unique_bytes(images: list[PushedImage]) -> int:
+    seen: dict[str, int] = {}
+    for img in images:
+        for m in img.manifests():
+            seen[m.digest] = m.size
+        for b in img.blobs:
+            seen[b.digest] = b.size
+    return sum(seen.values())
+
+
+def kferry_mirror(
+    refs: list[str],
+    src: Registry,
+    dst: Registry,
+    jobs: int,
+    lock: Path,
+) -> tuple[float, float, str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "kferry",
+        "mirror",
+        *refs,
+        "--plain-http",
+        src.host,
+        "--to",
+        f"{dst.host}/kf",
+        "--ca-file",
+        str(dst.ca_file),
+        "--username",
+        str(dst.username),
+        "--password-stdin",
+        "--jobs",
+        str(jobs),
+        "-o",
+        "json",
+        "--lock",
+        str(lock),
+    ]
+    m = run_child(cmd, f"{dst.password}\n".encode())
+    return m.wall, m.peak_rss_mib, m.out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=120)
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply layer sizes")
+    ap.add_argument("--big-layer-mb", type=int, default=2048)
+    ap.add_argument("--jobs", type=int, default=8)
+    args = ap.parse_args()
+    for tool in ("docker-registry", "skopeo"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (scripts/system-deps installs it)")
+
+    work = Path(tempfile.mkdtemp(prefix="kferry-bench-"))
+    regs: list[Registry] = []
+
+    def registry(name: str, tls: bool) -> Registry:
+        r = start_registry(work / name, tls=tls, auth="htpasswd" if tls else None)
+        regs.append(r)
+        return r
+
+    try:
+        src = registry("source", False)
+        t = time.perf_counter()
+        images = build_workload(src, args.images, args.scale)
+        total = unique_bytes(images)
+        print(
+            f"workload: {len(images)} images ({sum(1 for i in images if i.is_index)} "
+            f"multi-arch, {sum(1 for i in images if not i.tag)} by digest only), "
+            f"{total / MB:.0f} MB unique, built in {time.perf_counter() - t:.0f} s"
+        )
+        refs = [ref(i) for i in images]
+
+        t_kferry, rss, _ = kferry_mirror(
+            refs, src, registry("t-kferry", True), args.jobs, work / "lock.json"
+        )
+        print(
+            f"kferry mirror, {len(images)} images, --jobs {args.jobs}: {t_kferry:8.2f} s "
+            f"(peak RSS {rss:.0f} MiB)",
+            flush=True,
+        )
+        rerun, _, out = kferry_mirror(refs, src, regs[-1], args.jobs, work / "lock.json")
+        assert '"copied": 0' in out, out
+        print(
+            f"kferry rerun, nothing to copy:           {rerun:8.2f} s  (target <= 3 s)", flush=True
+        )
+
+        skopeo_target = registry("t-skopeo", True)
+        t_skopeo = 0.0
+        for img in images:
+            dst = f"{skopeo_target.host}/kf/{img.repo}" + (f":{img.tag}" if img.tag else "")
+            t_skopeo += skopeo_copy(
+                ref(img), dst, src_registry=src, dst_registry=skopeo_target
+            ).seconds
+        print(f"skopeo copy --all, image by image:       {t_skopeo:8.2f} s")
+        print(
+            f"  ratio kferry / skopeo copy:            {t_kferry / t_skopeo:8.2f}  (target <= 0.5)",
+            flush=True,
+        )
+
+        tagged = [i for i in images if i.tag]
+        sync_target = registry("t-sync", True)
+        yaml_file = work / "sync.yaml"
+        lines = [f"{src.host}:", "  tls-verify: false", "  images:"]
+        for img in tagged:
+            lines.append(f"    {img.repo}: ['{img.tag}']")
+        yaml_file.write_text("\n".join(lines) + "\n")
+        cmd = [
+            "skopeo",
+            "--insecure-policy",
+            "sync",
+            "--all",
+            "--preserve-digests",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dest-cert-dir",
+            str(sync_target.cert_dir),
+            "--dest-creds",
+            f"{sync_target.username}:{sync_target.password}",
+            str(yaml_file),
+            f"{sync_target.host}/kf",
+        ]
+        t_sync = run_child(cmd).wall
+        t_kferry_tagged, _, _ = kferry_mirror(
+            [ref(i) for i in tagged],
+            src,
+            registry("t-kferry-tagged", True),
+            args.jobs,
+            work / "lock-tagged.json",
+        )
+        print(f"kferry mirror, {len(tagged)} tagged images:          {t_kferry_tagged:8.2f} s")
+        print(f"skopeo sync --all, same images:          {t_sync:8.2f} s")
+        print(
+            f"  ratio kferry / skopeo sync:            {t_kferry_tagged / t_sync:8.2f}", flush=True
+        )
+
+        bundle = work / "bundle"
+        run_child(
+            [
+                sys.executable,
+                "-m",
+                "kferry",
+                "bundle",
+                "save",
+                *refs,
+                "--plain-http",
+                src.host,
+                "-o",
+                str(bundle),
+                "--jobs",
+                str(args.jobs),
+            ]
+        )
+        on_disk = sum(p.stat().st_size for p in (bundle / "blobs").rglob("*") if p.is_file())
+        on_disk_all = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+        shutil.rmtree(bundle)
+        print(
+            f"bundle blobs / unique blobs+manifests:   {on_disk / total:8.4f}  "
+            f"(whole directory incl. index.json: {on_disk_all / total:.4f}; target 1.00)",
+            flush=True,
+        )
+
+        for r in regs[1:]:  # free the disk before the big layer
+            r.stop()
+            shutil.rmtree(r.storage, ignore_errors=True)
+        big_mb = args.big_layer_mb
+        big = push_big_image(src, "big/layer", big_mb << 20)
+        t_big, big_rss, _ = kferry_mirror(
+            [big], src, registry("t-big", True), 2, work / "lock-big.json"
+        )
+        print(
+            f"peak RSS copying a {big_mb} MiB layer:        {big_rss:8.0f} MiB  "
+            f"(target <= 200; {t_big:.1f} s)",
+            flush=True,
+        )
+    finally:
+        for r in regs:
+            r.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
