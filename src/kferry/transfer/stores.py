@@ -56,6 +56,7 @@ class RegistryStore:
         self.registries = registries
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._known: dict[tuple[str, str], str] = {}  # (host, digest) -> a repo holding it
+        self._present: set[tuple[str, str, str]] = set()  # (host, repo, digest) seen there
         self._guard = threading.Lock()
 
     # -- source -------------------------------------------------------------------------------
@@ -86,16 +87,20 @@ class RegistryStore:
         reg = self.registries.get(ref.domain)
         repo = ref.path
         with self._lock_for(reg.host, desc.digest):
-            if reg.blob_exists(repo, desc.digest):
-                self._remember(reg.host, desc.digest, repo)
+            if (reg.host, repo, desc.digest) in self._present:
                 return "exists"
             location: str | None = None
             other = self._known.get((reg.host, desc.digest))
-            if other is not None and other != repo:
+            if other is not None:
+                # Known elsewhere on this registry: one mount request answers both "is it
+                # here already?" (mounting an existing blob is a no-op) and "make it so".
                 location = reg.mount_blob(repo, desc.digest, other)
                 if location is None:
                     self._remember(reg.host, desc.digest, repo)
                     return "mounted"
+            elif reg.blob_exists(repo, desc.digest):
+                self._remember(reg.host, desc.digest, repo)
+                return "exists"
             if location is None:
                 location = reg.start_upload(repo)
             where = f"{ref.repository}: blob {desc.digest}"
@@ -113,6 +118,7 @@ class RegistryStore:
     def _remember(self, host: str, digest: str, repo: str) -> None:
         with self._guard:
             self._known.setdefault((host, digest), repo)
+            self._present.add((host, repo, digest))
 
     def put_manifest(
         self, ref: Reference, identifier: str, manifest: Manifest, *, top: bool = False
