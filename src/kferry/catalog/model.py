@@ -97,6 +97,7 @@ class DefaultEntry:
     images: tuple[str, ...]
     override_env: str | None
     override_arg: str | None
+    override_is_image: bool
     optional: str | None
     note: str
     rules: tuple[DefaultRule, ...]
@@ -194,6 +195,7 @@ def _default(entry: dict[str, Any], where: str) -> DefaultEntry:
         images=_tuple(_req(detect, "images", where + " detect")),
         override_env=override.get("env"),
         override_arg=override.get("arg"),
+        override_is_image=override.get("value", "image") == "image",
         optional=entry.get("optional"),
         note=entry.get("note", ""),
         rules=tuple(rules),

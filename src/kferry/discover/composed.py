@@ -176,6 +176,7 @@ class Composer:
             optional=self.catalog.optional_reason(cm.kind, cm.name, path),
             note=recipe.note,
             parts=tuple(all_parts),
+            owner=cm,
         )
         if ref is None:
             self.notes.append(f"{cm.ref} {path}: composed {text!r} is not a valid reference")

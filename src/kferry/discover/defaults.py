@@ -11,7 +11,7 @@ import yaml
 
 from kferry.catalog import Catalog, DefaultEntry
 from kferry.discover.heuristics import flag_name
-from kferry.discover.model import Finding, Location
+from kferry.discover.model import Finding, Location, Override
 from kferry.discover.objects import Container, ObjectIndex, containers
 from kferry.load.documents import mapping_get, scalar_str
 from kferry.name import try_parse
@@ -38,6 +38,17 @@ def _overridden(entry: DefaultEntry, container: Container, index: ObjectIndex) -
     if entry.override_arg and _has_flag(container, entry.override_arg):
         return True
     return bool(entry.override_env and entry.override_env in index.env(container))
+
+
+def _override(entry: DefaultEntry, container: Container) -> Override | None:
+    """Where the image itself can be given instead of the default (None: nowhere)."""
+    if not entry.override_is_image:
+        return None
+    if entry.override_env:
+        return Override("env", entry.override_env, container.node)
+    if entry.override_arg:
+        return Override("arg", entry.override_arg, container.node)
+    return None
 
 
 def compiled_defaults(catalog: Catalog, index: ObjectIndex) -> list[Finding]:
@@ -67,6 +78,9 @@ def compiled_defaults(catalog: Catalog, index: ObjectIndex) -> list[Finding]:
                     how="default",
                     optional=entry.optional,
                     note=entry.note,
+                    owner=obj,
                 )
-                findings.append(Finding(text, default, location))
+                findings.append(
+                    Finding(text, default, location, override=_override(entry, container))
+                )
     return findings

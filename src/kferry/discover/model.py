@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 
 from kferry.name import Reference
+
+if TYPE_CHECKING:
+    from kferry.load.documents import KubeObject
 
 How = Literal["field", "string", "composed", "default"]
 
@@ -40,6 +43,16 @@ class Location:
     optional: str | None = None  # reason, when only an optional feature needs it
     note: str | None = None
     parts: tuple[Part, ...] = field(default=(), compare=False, repr=False)
+    owner: KubeObject | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """How manifests can replace a compiled-in default: an env var or a flag on a container."""
+
+    kind: Literal["env", "arg"]
+    name: str
+    container: yaml.MappingNode = field(compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,7 @@ class Finding:
     reference: Reference | None
     location: Location
     error: str | None = None
+    override: Override | None = None  # compiled defaults: where an image can be set instead
 
 
 @dataclass(slots=True)

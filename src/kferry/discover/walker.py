@@ -238,4 +238,5 @@ class ObjectWalker:
             how=ctx.how,
             optional=self.catalog.optional_reason(obj.kind, obj.name, path),
             parts=(Part(node, ctx.embeds, span),),
+            owner=obj,
         )
