@@ -11,7 +11,7 @@ from rich.text import Text
 from kferry.cli.output import OUTPUT_CHOICES, print_json, stdout_console, warn
 from kferry.discover import Inventory, discover
 from kferry.errors import InputError
-from kferry.load import load_objects, read_sources
+from kferry.load import Source, load_objects, read_sources
 
 
 def inventory_from(paths: tuple[str, ...]) -> tuple[Inventory, int]:
@@ -20,7 +20,12 @@ def inventory_from(paths: tuple[str, ...]) -> tuple[Inventory, int]:
         if sys.stdin.isatty():
             raise InputError("no input: give rendered YAML files, a kustomize directory or '-'")
         paths = ("-",)
-    objects, warnings = load_objects(read_sources(paths))
+    return inventory_of(read_sources(paths))
+
+
+def inventory_of(sources: list[Source]) -> tuple[Inventory, int]:
+    """Discover in sources already read; warnings go to stderr."""
+    objects, warnings = load_objects(sources)
     for w in warnings:
         warn(w)
     inventory = discover(objects)

@@ -10,6 +10,7 @@ import click
 
 from kferry import __version__
 from kferry.cli.images import images
+from kferry.cli.rewrite import airgap, mirror_config, rewrite
 from kferry.cli.transfer import bundle, mirror, plan_cmd
 from kferry.errors import KferryError
 
@@ -28,6 +29,9 @@ cli.add_command(images)
 cli.add_command(plan_cmd)
 cli.add_command(mirror)
 cli.add_command(bundle)
+cli.add_command(rewrite)
+cli.add_command(mirror_config)
+cli.add_command(airgap)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

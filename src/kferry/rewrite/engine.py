@@ -34,8 +34,9 @@ class RewriteError(InputError):
 class Targeter:
     """Source reference -> the text to write for its target (plan, lock, ``--pin-digests``)."""
 
-    def __init__(self, to: Destination, layout: str, lock: dict[str, dict[str, Any]] | None,
-                 pin: bool) -> None:
+    def __init__(
+        self, to: Destination, layout: str, lock: dict[str, dict[str, Any]] | None, pin: bool
+    ) -> None:
         self.to, self.layout, self.lock, self.pin = to, layout, lock or {}, pin
 
     def check(self, sources: Iterable[Reference]) -> None:
@@ -92,8 +93,7 @@ def _new_parts(f: Finding, target: Reference, targeter: Targeter) -> list[tuple[
     return [(p, old, new) for p, old, new in out if old != new]
 
 
-def plan_rewrite(findings: list[Finding], targeter: Targeter,
-                 locators: dict[str, Locator]) -> Plan:
+def plan_rewrite(findings: list[Finding], targeter: Targeter, locators: dict[str, Locator]) -> Plan:
     result = Plan()
     refs = [f.reference for f in findings if f.reference is not None]
     targeter.check(refs)
@@ -119,8 +119,11 @@ def plan_rewrite(findings: list[Finding], targeter: Targeter,
             if rng is not None and locator.index.text[rng[0] : rng[1]] == old:
                 result.edits[source].append(Edit(rng[0], rng[1], new, "rewrite"))
                 continue
-            spots = locator.occurrences(part, old) if part.role in ("ref", "image") and (
-                "/" in old or ":" in old) else []
+            spots = (
+                locator.occurrences(part, old)
+                if part.role in ("ref", "image") and ("/" in old or ":" in old)
+                else []
+            )
             if not spots:
                 problems.append(f"{loc.object} {loc.path}: cannot find {old!r} in {source}")
                 continue
@@ -128,8 +131,10 @@ def plan_rewrite(findings: list[Finding], targeter: Targeter,
         result.rewritten += 1
     for (source, _, kind), group in overrides.items():
         container = group[0].override.container  # type: ignore[union-attr]
-        pairs = [(f.override.name, targeter.text(f.reference))  # type: ignore[union-attr,arg-type]
-                 for f in group]
+        pairs = [
+            (f.override.name, targeter.text(f.reference))  # type: ignore[union-attr,arg-type]
+            for f in group
+        ]
         setter = set_envs if kind == "env" else set_args
         edit = setter(locators[source].index, container, pairs, "rewrite")
         if edit is None:

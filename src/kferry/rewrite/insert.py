@@ -46,8 +46,9 @@ def _after_node(index: LineIndex, node: yaml.Node) -> int:
     return index.line_end(node.end_mark.line)
 
 
-def append_items(index: LineIndex, seq: yaml.SequenceNode, items: list[str],
-                 why: str) -> Edit | None:
+def append_items(
+    index: LineIndex, seq: yaml.SequenceNode, items: list[str], why: str
+) -> Edit | None:
     """Add ``items`` (YAML text of one item each) at the end of a sequence."""
     text = index.text
     if seq.flow_style:
@@ -67,8 +68,9 @@ def append_items(index: LineIndex, seq: yaml.SequenceNode, items: list[str],
     return Edit(at, at, lead + "".join(f"{' ' * dash}- {item}\n" for item in items), why)
 
 
-def add_key(index: LineIndex, mapping: yaml.MappingNode, after_key: str, line: str,
-            why: str) -> Edit | None:
+def add_key(
+    index: LineIndex, mapping: yaml.MappingNode, after_key: str, line: str, why: str
+) -> Edit | None:
     """Add ``key: value`` (one line of YAML) to a block mapping, after ``after_key``."""
     if mapping.flow_style:
         return None
@@ -86,8 +88,9 @@ def add_key(index: LineIndex, mapping: yaml.MappingNode, after_key: str, line: s
     return Edit(at, at, f"{lead}{' ' * key.start_mark.column}{line}\n", why)
 
 
-def set_args(index: LineIndex, container: yaml.MappingNode, flags: list[tuple[str, str]],
-             why: str) -> Edit | None:
+def set_args(
+    index: LineIndex, container: yaml.MappingNode, flags: list[tuple[str, str]], why: str
+) -> Edit | None:
     """Give ``--flag=value`` flags to a container (None when adding args would replace the
     image's CMD, i.e. the container has neither ``args`` nor ``command``)."""
     items = [quoted(f"{flag}={value}") for flag, value in flags]
@@ -99,8 +102,9 @@ def set_args(index: LineIndex, container: yaml.MappingNode, flags: list[tuple[st
     return None
 
 
-def set_envs(index: LineIndex, container: yaml.MappingNode, env_vars: list[tuple[str, str]],
-             why: str) -> Edit | None:
+def set_envs(
+    index: LineIndex, container: yaml.MappingNode, env_vars: list[tuple[str, str]], why: str
+) -> Edit | None:
     """Add ``name=value`` variables to a container's env."""
     items = [f"{{name: {name}, value: {quoted(value)}}}" for name, value in env_vars]
     env = mapping_get(container, "env")
@@ -109,3 +113,30 @@ def set_envs(index: LineIndex, container: yaml.MappingNode, env_vars: list[tuple
     if env is None:
         return add_key(index, container, "image", f"env: [{', '.join(items)}]", why)
     return None
+
+
+def add_first_key(index: LineIndex, mapping: yaml.MappingNode, line: str, why: str) -> Edit | None:
+    """Add one line of YAML as the first key of a block mapping (same indentation)."""
+    if mapping.flow_style or not mapping.value:
+        return None
+    first = mapping.value[0][0]
+    at = index.offset(first.start_mark.line, first.start_mark.column)
+    line_start = index.starts[first.start_mark.line]
+    if index.text[line_start:at].strip():
+        return None  # "- key: ..." : the mapping starts on a list item line
+    return Edit(line_start, line_start, f"{' ' * first.start_mark.column}{line}\n", why)
+
+
+def remove_item(index: LineIndex, seq: yaml.SequenceNode, item: yaml.Node, why: str) -> Edit | None:
+    """Delete one item of a block sequence (its whole lines)."""
+    if seq.flow_style or _dash_column(index, item) is None:
+        return None
+    start = index.starts[item.start_mark.line]
+    end = _after_node(index, item)
+    return Edit(start, end, "", why)
+
+
+def replace_scalar(index: LineIndex, node: yaml.ScalarNode, new: str, why: str) -> Edit:
+    """Replace a one-line scalar's whole text (quotes included) with ``new``."""
+    a, b = node_range(node, index)
+    return Edit(a, b, new, why)

@@ -1,0 +1,306 @@
+"""``kferry rewrite``, ``kferry mirror-config`` and ``kferry airgap``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from kferry.atomic import atomic_write
+from kferry.cli.images import inventory_from, inventory_of
+from kferry.cli.output import stdout_console, warn
+from kferry.cli.transfer import (
+    credential_options,
+    image_inputs,
+    make_options,
+    registry_options,
+    run_copy,
+    summarise,
+    target_options,
+)
+from kferry.errors import InputError
+from kferry.fix import FIX_NAMES
+from kferry.load import read_sources
+from kferry.load.imagelist import parse_image_args, read_image_list
+from kferry.pipeline import RewriteOutcome, rewrite_manifests
+from kferry.plan import LOCK_NAME, Destination, Planned, plan, read_lock, write_lock
+from kferry.plan.nodes import containerd_hosts, crio_registries, source_hosts
+from kferry.transfer.copy import ImageResult
+from kferry.transfer.layout import LayoutReader, LayoutWriter
+from kferry.transfer.remote import Registries
+from kferry.transfer.stores import RegistryStore
+
+
+def _report(outcome: RewriteOutcome, to: Destination, quiet: bool = False) -> None:
+    """What changed, on stderr (stdout may be the manifests)."""
+    lines = [f"rewrote {outcome.references} image references to {to}"]
+    for f in outcome.overridden:
+        ov = f.override
+        assert ov is not None and f.reference is not None
+        lines.append(
+            f"  {f.location.object}: {ov.kind} {ov.name} now names the mirrored "
+            f"{f.reference.canonical} (compiled-in default)"
+        )
+    by_fix: dict[str, list[str]] = {}
+    for change in outcome.fixes:
+        by_fix.setdefault(change.fix, []).append(f"{change.object}: {change.what}")
+    for fix, items in by_fix.items():
+        lines.append(f"fix {fix}: {len(items)} changes")
+        lines += [f"  {i}" for i in items]
+    for note in outcome.notes:
+        lines.append(f"note: {note}")
+    for f in outcome.needs_mirror_config:
+        assert f.reference is not None
+        lines.append(
+            f"needs node mirror configuration: {f.reference.canonical} ({f.location.object} "
+            f"pulls it by compiled-in default and offers no override); see kferry mirror-config"
+        )
+    for p in outcome.problems:
+        lines.append(f"warning: {p}")
+    if not quiet:
+        click.echo("\n".join(lines), err=True)
+
+
+def _write(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write(out, text.encode())
+
+
+@click.command()
+@click.argument("paths", nargs=-1, metavar="[PATH|-]...")
+@target_options
+@click.option(
+    "--lock",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Lock file from mirror / bundle load: targets and digests as copied.",
+)
+@click.option("--pin-digests", is_flag=True, help="Write target@sha256:... from the lock file.")
+@click.option(
+    "--fix",
+    "fix_on",
+    multiple=True,
+    metavar="NAME[=VALUE]",
+    help=f"Apply a fix ({', '.join(FIX_NAMES)}).",
+)
+@click.option("--no-fix", "fix_off", multiple=True, metavar="NAME", help="Skip a default fix.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write here (atomically) instead of stdout.",
+)
+def rewrite(
+    paths: tuple[str, ...],
+    to: str,
+    layout: str,
+    lock: Path | None,
+    pin_digests: bool,
+    fix_on: tuple[str, ...],
+    fix_off: tuple[str, ...],
+    out: Path | None,
+) -> None:
+    """Point every image reference at the private registry, and apply the known fixes.
+
+    Only the references (and what a fix names) change; every other byte stays as it was.
+    """
+    dest = Destination.parse(to)
+    lock_entries = read_lock(lock) if lock else None
+    if pin_digests and lock is None:
+        default = Path(LOCK_NAME)
+        if not default.exists():
+            raise InputError("--pin-digests needs the lock file (--lock, or ./kferry.lock.json)")
+        lock_entries = read_lock(default)
+    sources = read_sources(paths or ("-",))
+    outcome = rewrite_manifests(sources, dest, layout, lock_entries, pin_digests, fix_on, fix_off)
+    _write(outcome.text, out)
+    _report(outcome, dest)
+
+
+@click.command("mirror-config")
+@image_inputs
+@target_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["containerd", "crio"]),
+    default="containerd",
+    show_default=True,
+)
+@click.option("--ca-path", metavar="PATH", help="Where nodes keep the registry CA (containerd).")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write (containerd: DIR/<host>/hosts.toml).",
+)
+def mirror_config(
+    images: tuple[str, ...],
+    files: tuple[str, ...],
+    from_paths: tuple[str, ...],
+    to: str,
+    layout: str,
+    fmt: str,
+    ca_path: str | None,
+    out: Path | None,
+) -> None:
+    """Registry mirror configuration for the nodes (containerd hosts.toml or CRI-O)."""
+    dest = Destination.parse(to)
+    refs = parse_image_args(list(images), "image")
+    for f in files:
+        refs += read_image_list(f)
+    if from_paths:
+        inventory, _ = inventory_from(tuple(from_paths))
+        refs += [img.reference for img in inventory.images]
+    hosts = [h for h in source_hosts(refs) if h != dest.registry]
+    if fmt == "containerd":
+        files_out = containerd_hosts(hosts, dest, layout, ca_path)
+    else:
+        files_out = {"kferry-mirrors.conf": crio_registries(hosts, dest, layout)}
+    if out is None:
+        base = (
+            "/etc/containerd/certs.d"
+            if fmt == "containerd"
+            else "/etc/containers/registries.conf.d"
+        )
+        for name, text in files_out.items():
+            sys.stdout.write(f"# {base}/{name}\n{text}\n")
+        return
+    for name, text in files_out.items():
+        atomic_write(out / name, text.encode())
+    click.echo(f"wrote {len(files_out)} files under {out}", err=True)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@target_options
+@registry_options
+@credential_options
+@click.option(
+    "--bundle",
+    "bundle_out",
+    type=click.Path(path_type=Path),
+    help="Connected side: save the images into this bundle instead of copying.",
+)
+@click.option(
+    "--load",
+    "bundle_in",
+    type=click.Path(exists=True, path_type=Path),
+    help="Private side: push the images from this bundle.",
+)
+@click.option("--fix", "fix_on", multiple=True, metavar="NAME[=VALUE]")
+@click.option("--no-fix", "fix_off", multiple=True, metavar="NAME")
+@click.option("--pin-digests", is_flag=True, help="Write target@sha256:... references.")
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Rewritten manifests.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def airgap(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    to: str,
+    layout: str,
+    ca_file: Path | None,
+    insecure: tuple[str, ...],
+    plain_http: tuple[str, ...],
+    jobs: int,
+    platforms: tuple[str, ...],
+    chunk_size: int,
+    username: str | None,
+    password_stdin: bool,
+    bundle_out: Path | None,
+    bundle_in: Path | None,
+    fix_on: tuple[str, ...],
+    fix_off: tuple[str, ...],
+    pin_digests: bool,
+    out: Path,
+    as_json: bool,
+) -> None:
+    """Discover, copy (or bundle), rewrite and fix in one command.
+
+    Writes the rewritten manifests to OUT and kferry.lock.json beside it.
+    """
+    if bundle_out and bundle_in:
+        raise InputError("--bundle and --load exclude each other")
+    dest = Destination.parse(to)
+    sources = read_sources(paths)
+    inventory = inventory_of(sources)[0] if not bundle_in else None
+    lock_path = out.parent / LOCK_NAME
+    results: list[ImageResult]
+    if bundle_in is not None:
+        options = make_options(
+            ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
+        )
+        registries = Registries(options)
+        with LayoutReader(bundle_in) as reader:
+            refs = parse_image_args([e.name for e in reader.entries], f"{bundle_in}: image")
+            try:
+                results = run_copy(
+                    reader, RegistryStore(registries), plan(refs, dest, layout), jobs, platforms
+                )
+            finally:
+                registries.close()
+    else:
+        assert inventory is not None
+        refs = [img.reference for img in inventory.images]
+        planned = plan(refs, dest, layout)
+        options = make_options(
+            ca_file,
+            insecure,
+            plain_http,
+            jobs,
+            chunk_size,
+            None if bundle_out else dest.registry,
+            username,
+            password_stdin,
+        )
+        registries = Registries(options)
+        try:
+            if bundle_out is not None:
+                writer = LayoutWriter(bundle_out)
+                results = run_copy(
+                    RegistryStore(registries),
+                    writer,
+                    [Planned(r, r) for r in refs],
+                    jobs,
+                    platforms,
+                )
+                for r, p in zip(results, planned, strict=True):
+                    r.target = (
+                        p.target if not r.target.digest else p.target.with_digest(r.digest or None)
+                    )
+                if all(r.status != "failed" for r in results):
+                    writer.finish()
+            else:
+                store = RegistryStore(registries)
+                results = run_copy(store, store, planned, jobs, platforms)
+        finally:
+            registries.close()
+    entries = [r.lock_entry() for r in results if r.status != "failed"]
+    if entries:
+        write_lock(lock_path, entries)
+    failed = any(r.status == "failed" for r in results)
+    outcome: RewriteOutcome | None = None
+    if not failed:
+        outcome = rewrite_manifests(
+            sources, dest, layout, read_lock(lock_path), pin_digests, fix_on, fix_off
+        )
+        atomic_write(out, outcome.text.encode())
+    code = summarise(results, "json" if as_json else "table", lock_path if entries else None)
+    if outcome is not None:
+        _report(outcome, dest)
+        if not as_json:
+            stdout_console().print(f"manifests: {out}", style="dim")
+    else:
+        warn("copy failed: the manifests were not rewritten; fix the failures and rerun")
+    ctx.exit(code)

@@ -1,0 +1,111 @@
+"""The stages put together: rewrite + fix of loaded manifests (``kferry rewrite``), used by
+``kferry airgap`` after the copy. Above the stages, below the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from kferry.discover import find_all
+from kferry.discover.model import Finding
+from kferry.errors import InputError
+from kferry.fix import FixChange, apply_fixes, enabled_fixes
+from kferry.load import Source, load_objects, parse_documents
+from kferry.load.documents import mapping_get, scalar_text
+from kferry.plan import Destination
+from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
+from kferry.rewrite import plan_rewrite as plan_edits
+
+
+@dataclass
+class RewriteOutcome:
+    text: str
+    references: int
+    overridden: list[Finding] = field(default_factory=list)
+    needs_mirror_config: list[Finding] = field(default_factory=list)
+    fixes: list[FixChange] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def join_sources(texts: Sequence[str]) -> str:
+    """Several inputs become one multi-document stream."""
+    out = ""
+    for text in texts:
+        if out:
+            if not out.endswith("\n"):
+                out += "\n"
+            out += "---\n"
+        out += text
+    return out
+
+
+def rewrite_manifests(
+    sources: Sequence[Source],
+    to: Destination,
+    layout: str = "keep",
+    lock: dict[str, dict[str, Any]] | None = None,
+    pin: bool = False,
+    fix_on: Sequence[str] = (),
+    fix_off: Sequence[str] = (),
+) -> RewriteOutcome:
+    objects, _ = load_objects(list(sources))
+    findings, problems, _ = find_all(objects)
+    locators = locators_for(sources)
+    targeter = Targeter(to, layout, lock, pin)
+    edits = plan_edits(findings, targeter, locators)
+    knative = any(
+        o.kind == "ConfigMap" and o.namespace == "knative-serving" and o.name == "config-deployment"
+        for o in objects
+    )
+    chosen = enabled_fixes(fix_on, fix_off, knative)
+    fixed = apply_fixes(chosen, objects, locators, to.registry, findings)
+    texts = []
+    for source in sources:
+        all_edits = edits.edits.get(source.name, []) + fixed.edits.get(source.name, [])
+        try:
+            new = apply_edits(source.text, all_edits)
+        except EditConflict as exc:
+            raise RewriteError(f"{source.name}: {exc}") from None
+        _check_same_objects(source, new)
+        texts.append(new)
+    return RewriteOutcome(
+        text=join_sources(texts),
+        references=edits.rewritten,
+        overridden=edits.overridden,
+        needs_mirror_config=edits.needs_mirror_config,
+        fixes=fixed.changes,
+        notes=fixed.notes,
+        problems=[
+            f"{p.location.object} {p.location.path}: {p.error}: {p.written!r}" for p in problems
+        ],
+    )
+
+
+def _check_same_objects(source: Source, new: str) -> None:
+    """A safety net: the output parses and holds the same objects in the same order."""
+    before = [(d.index, _key(d.node)) for d in parse_documents(source)]
+    try:
+        after = [(d.index, _key(d.node)) for d in parse_documents(Source(source.name, new))]
+    except InputError as exc:
+        raise RewriteError(
+            f"{source.name}: the rewritten text does not parse ({exc}); "
+            "nothing was written (please report this)"
+        ) from None
+    if before != after:
+        raise RewriteError(
+            f"{source.name}: rewriting changed the set of objects; nothing was "
+            "written (please report this)"
+        )
+
+
+def _key(node: yaml.Node) -> tuple[str, ...]:
+    meta = mapping_get(node, "metadata")
+    return (
+        scalar_text(mapping_get(node, "kind")) or "",
+        scalar_text(mapping_get(meta, "namespace")) or "",
+        scalar_text(mapping_get(meta, "name")) or "",
+    )
