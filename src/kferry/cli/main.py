@@ -11,6 +11,7 @@ import click
 from kferry import __version__
 from kferry.cli.images import images
 from kferry.cli.rewrite import airgap, mirror_config, rewrite
+from kferry.cli.status import status
 from kferry.cli.transfer import bundle, mirror, plan_cmd
 from kferry.errors import KferryError
 
@@ -32,6 +33,7 @@ cli.add_command(bundle)
 cli.add_command(rewrite)
 cli.add_command(mirror_config)
 cli.add_command(airgap)
+cli.add_command(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,10 +82,13 @@ def _new_parts(f: Finding, target: Reference, targeter: Targeter) -> list[tuple[
     if "ref" in roles:
         out.append((roles["ref"], roles["ref"].node.value, target.canonical))
     elif "hub" in roles:
-        hub = roles["hub"]
-        image = roles["image"]
-        out.append((hub, hub.node.value, f"{target.domain}/{posixpath.dirname(target.path)}"))
-        out.append((image, image.node.value, posixpath.basename(target.path)))
+        hub, image = roles["hub"], roles["image"]
+        if posixpath.basename(target.path) == image.node.value:
+            out.append((hub, hub.node.value, f"{target.domain}/{posixpath.dirname(target.path)}"))
+        else:
+            # the name itself changes (flat layout): an image holding a "/" is used as the
+            # whole reference (istio ProxyImage / charts' `contains "/"`), hub and tag unused
+            out.append((image, image.node.value, target.canonical))
     elif "image" in roles:
         image = roles["image"]
         old = image.node.value if image.span is None else image.node.value[slice(*image.span)]
