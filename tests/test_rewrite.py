@@ -50,7 +50,7 @@ def docs_of(text: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("layout", ["keep", "drop-host", "flat"])
 @pytest.mark.parametrize("release", RELEASES)
 def test_only_private_images_remain(release: str, layout: str, tmp_module: Path) -> None:
-    text, report = rewritten(release, layout, tmp_module)
+    _text, report = rewritten(release, layout, tmp_module)
     out = tmp_module / f"{release}-{layout}.yaml"
     res = run_kferry("images", "-o", "json", str(out))
     assert res.code == 0, res.err
@@ -283,7 +283,7 @@ def env_of(deployment: dict[str, Any], container: str) -> dict[str, Any]:
     ],
 )
 def test_knative_skip_list_uses_the_key_that_version_reads(release: str, key: str) -> None:
-    docs, report = fixed(release)
+    docs, _report = fixed(release)
     data = find(docs, "ConfigMap", "config-deployment")["data"]
     assert data[key].split(",")[-1] == HOST
     assert "kind.local" in data[key]
