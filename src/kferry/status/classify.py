@@ -23,6 +23,15 @@ route/configuration condition names are swapped (kserve/kserve#2012, fixed in 0.
 the roles are swapped back before ranking, using the reasons as evidence when they disagree
 with the group (``RevisionFailed`` under ``PredictorRouteReady`` proves the swap).
 
+Sources (details and file paths in :mod:`kferry.status.rules`): kserve/kserve
+``pkg/apis/serving/v1beta1/inference_service_status.go`` (condition types, ``PropagateStatus``,
+``PropagateRawStatus``, ``ModelStatus``), kserve/kserve#2012 and #2016 (the swap), knative/serving
+``pkg/apis/serving/v1/route_lifecycle.go`` (``RevisionMissing``: "Configuration %q is waiting for
+a Revision to become ready." when Unknown, "Configuration %q does not have any ready Revision."
+when False) and ``configuration_lifecycle.go`` (``RevisionFailed``: "Revision %q failed with
+message: %s."), and the Kubernetes Deployment conditions (``FailedCreate``,
+``MinimumReplicasUnavailable``, ``ProgressDeadlineExceeded``).
+
 ``lastFailureInfo`` is never cleared by KServe, so it is only used while the model status says
 the model is failing, and a current, specific condition message beats it. The service's
 ``observedGeneration`` is not compared with ``metadata.generation``: KServe copies the Knative
@@ -58,6 +67,7 @@ DEPLOYING: State = "deploying"
 
 MODEL_FAILURE_ORIGIN = "modelStatus.lastFailureInfo"
 NO_STATUS_MESSAGE = "the controller has not reported any status yet"
+NO_READY_MESSAGE = "no Ready condition reported yet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +174,7 @@ def _conditions(status: Mapping[str, Any]) -> list[Condition]:
                 type=ctype,
                 status=text(item.get("status")),
                 reason=text(item.get("reason")),
-                message=text(item.get("message")).strip(),
+                message=text(item.get("message")),
                 severity=text(item.get("severity")),
                 last_transition=parse_time(item.get("lastTransitionTime")),
                 index=i,
@@ -229,7 +239,7 @@ def _failure_evidence(
     for c in conditions:
         if _matching_rule(c, now, deadline) is None:
             continue
-        tier = _GENERIC if not c.message or _generic(c.message) else _SPECIFIC
+        tier = _GENERIC if not c.message.strip() or _generic(c.message) else _SPECIFIC
         out.append(_Evidence(_condition_rank(c, tier), c.reason, c.message, c.type))
     return out
 
@@ -247,8 +257,8 @@ def _model_evidence(status: Mapping[str, Any]) -> _Evidence | None:
     reason = text(info.get("reason")) or (
         transition if transition in FAILED_TRANSITIONS else failed_states[0]
     )
-    message = text(info.get("message")).strip()
-    if message:
+    message = text(info.get("message"))
+    if message.strip():
         return _Evidence((_MODEL,), reason, message, MODEL_FAILURE_ORIGIN)
     described = ", ".join(
         f"{key} {value}"
@@ -300,14 +310,14 @@ def classify(
         )
 
     pending = [c for c in conditions if c.status != "True"]
-    if not pending:
-        # no conditions at all (a new object), or all true but no Ready condition yet
-        return StatusResult(name, namespace, DEPLOYING, "", NO_STATUS_MESSAGE, url, "Ready")
+    if not pending:  # a new object, or every condition true but Ready not there yet
+        message = NO_READY_MESSAGE if conditions else NO_STATUS_MESSAGE
+        return StatusResult(name, namespace, DEPLOYING, "", message, url, "Ready")
     waiting = max(pending, key=lambda c: (int(c.role), -c.index))
     told = max(
         pending,
         key=lambda c: (
-            bool(c.message),
+            bool(c.message.strip()),
             bool(c.reason),
             # an aggregate's reason is only "<condition> not ready": a pointer, not news
             int(c.role) if c.role is not Role.AGGREGATE else -1,

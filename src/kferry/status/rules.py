@@ -18,8 +18,9 @@ Every table cites the upstream code it encodes (file paths are in the named repo
 - [swap] kserve/kserve issue #2012 "A problem about inference service status setting", fixed
   by PR #2016 "Fix status condition names" (KServe 0.8): before it, ``PropagateStatus`` put
   the Knative ``ConfigurationsReady`` condition under ``<Component>RouteReady`` and
-  ``RoutesReady`` under ``<Component>ConfigurationReady``. Every ``serving.kubeflow.org``
-  InferenceService (KFServing 0.5/0.6, Kubeflow 1.3/1.4) and KServe 0.7 have the swap.
+  ``RoutesReady`` under ``<Component>ConfigurationReady``. ``serving.kubeflow.org/v1beta1``
+  (KFServing 0.5/0.6, Kubeflow 1.3/1.4) and KServe 0.7 (``serving.kserve.io``) have the swap;
+  ``v1alpha2`` has no route/configuration conditions.
 - [knroute] knative/serving ``pkg/apis/serving/v1/route_lifecycle.go``: reason
   ``RevisionMissing`` with ``Configuration %q is waiting for a Revision to become ready.``
   (Unknown, ``MarkConfigurationNotReady``), ``Configuration %q does not have any ready
