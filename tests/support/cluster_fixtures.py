@@ -1,0 +1,100 @@
+"""pytest fixtures for a real Kubernetes API server. Load with
+``pytest_plugins = ["tests.support.cluster_fixtures"]``.
+
+- ``kube_cluster`` (session): one :class:`~tests.support.cluster.Cluster` (etcd +
+  kube-apiserver, about 3 s to start) for the whole session, stopped at its end;
+  kube-controller-manager too when ``KFERRY_CLUSTER_CONTROLLER_MANAGER=1``;
+- ``kube`` (function): a :class:`Kube`: the cluster plus a namespace made for this test
+  alone (deleted, best effort, after it);
+- ``kube_controllers`` (session): the same cluster with kube-controller-manager running
+  (namespace deletion, garbage collection, service accounts); started the first time a test
+  asks for it, then kept for the rest of the session.
+
+The binaries come from ``scripts/build-cluster`` (pinned versions, cached under
+``.cache/cluster/``; built on first use, which takes about 10 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.cluster import CONTROLLER_MANAGER_ENV, Cluster, Obj, start_cluster
+
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Kube:
+    """What the ``kube`` fixture gives a test: the cluster and its own namespace."""
+
+    cluster: Cluster
+    namespace: str
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.cluster.kubeconfig
+
+    def ns_path(self, resource: str, name: str = "", api_version: str = "v1") -> str:
+        """``/api/v1/namespaces/NS/RESOURCE[/NAME]`` (or ``/apis/GROUP/VERSION/...``)."""
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        path = f"{base}/namespaces/{self.namespace}/{resource}"
+        return f"{path}/{name}" if name else path
+
+    def apply(self, obj: Obj) -> Obj:
+        """:meth:`Cluster.apply` with this test's namespace as the default."""
+        return self.cluster.apply(obj, self.namespace)
+
+    def apply_yaml(self, text: str) -> list[Obj]:
+        """:meth:`Cluster.apply_yaml` with this test's namespace as the default."""
+        return self.cluster.apply_yaml(text, self.namespace)
+
+
+def unique_namespace(test_name: str) -> str:
+    """A DNS label naming the test, unique in the session: ``t3-test-foo-1a2b3c``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")
+    prefix = f"t{next(_counter)}-"
+    suffix = f"-{secrets.token_hex(3)}"
+    return prefix + slug[: 63 - len(prefix) - len(suffix)].strip("-") + suffix
+
+
+@pytest.fixture(scope="session")
+def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One real API server for the whole session."""
+    with_controllers = os.environ.get(CONTROLLER_MANAGER_ENV, "") not in ("", "0")
+    cluster = start_cluster(
+        tmp_path_factory.mktemp("kube-cluster"), controller_manager=with_controllers
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kube_controllers(kube_cluster: Cluster) -> Cluster:
+    """The session's cluster with kube-controller-manager running."""
+    kube_cluster.start_controller_manager()
+    return kube_cluster
+
+
+@pytest.fixture
+def kube(kube_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    """The session's cluster and a fresh namespace for this test."""
+    namespace = unique_namespace(request.node.name)
+    kube_cluster.create_namespace(namespace, labels={"kferry.test/namespace": "true"})
+    try:
+        yield Kube(kube_cluster, namespace)
+    finally:
+        if kube_cluster.running:
+            # Best effort: the test's own result matters more than its cleanup.
+            with contextlib.suppress(Exception):
+                kube_cluster.delete(f"/api/v1/namespaces/{namespace}")
