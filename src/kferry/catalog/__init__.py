@@ -13,6 +13,7 @@ from kferry.catalog.model import (
     DefaultRule,
     OptionalRule,
     load_catalog,
+    load_fixes,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "DefaultRule",
     "OptionalRule",
     "load_catalog",
+    "load_fixes",
 ]

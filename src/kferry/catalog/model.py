@@ -240,3 +240,10 @@ def load_catalog() -> Catalog:
             for i, e in enumerate(dflt.get("defaults") or [])
         ),
     )
+
+
+@cache
+def load_fixes() -> dict[str, dict[str, Any]]:
+    """The fix pack's data (``catalog/data/fixes.yaml``), by fix name."""
+    fixes: dict[str, dict[str, Any]] = _read("fixes.yaml")["fixes"]
+    return fixes

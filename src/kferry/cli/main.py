@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import click
 
 from kferry import __version__
+from kferry.cli.apply import apply
+from kferry.cli.doctor import doctor
 from kferry.cli.images import images
 from kferry.cli.rewrite import airgap, mirror_config, rewrite
 from kferry.cli.status import status
@@ -33,6 +35,8 @@ cli.add_command(bundle)
 cli.add_command(rewrite)
 cli.add_command(mirror_config)
 cli.add_command(airgap)
+cli.add_command(apply)
+cli.add_command(doctor)
 cli.add_command(status)
 
 

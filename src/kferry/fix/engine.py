@@ -7,12 +7,11 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import yaml
 
+from kferry.catalog import load_fixes
 from kferry.catalog.model import name_matches
 from kferry.discover.model import Finding, Part
 from kferry.discover.objects import containers
@@ -31,11 +30,8 @@ from kferry.rewrite.insert import (
 )
 
 
-@cache
 def _catalog() -> dict[str, dict[str, Any]]:
-    text = resources.files("kferry.catalog").joinpath("data", "fixes.yaml").read_text("utf-8")
-    data: dict[str, dict[str, Any]] = yaml.safe_load(text)["fixes"]
-    return data
+    return load_fixes()
 
 
 FIX_NAMES = tuple(_catalog())

@@ -1,0 +1,115 @@
+"""``kferry apply``: install manifests in the order Kubeflow needs."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
+from rich.progress import Progress as RichProgress
+
+from kferry.apply import PHASES, Applier, Progress
+from kferry.cli.output import print_json, stdout_console
+from kferry.errors import InputError
+from kferry.kube import Kube
+from kferry.kube.objects import as_dict
+from kferry.load import load_objects, read_sources
+
+
+def parse_duration(text: str) -> float:
+    """``300``, ``90s``, ``5m``, ``1h30m`` -> seconds."""
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise InputError(f"--timeout {text!r}: expected a duration such as 90s, 5m or 1h")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+class _Bars(Progress):
+    def __init__(self) -> None:
+        self.bars = RichProgress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
+        )
+        self.task: TaskID | None = None
+
+    def phase(self, index: int, total: int) -> None:
+        self.task = self.bars.add_task(f"{index + 1}/4 {PHASES[index]}", total=total)
+
+    def done(self, ref: str, outcome: str) -> None:
+        if self.task is not None:
+            self.bars.advance(self.task)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def kube_options(func: F) -> F:
+    func = click.option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Kubeconfig (default $KUBECONFIG or ~/.kube/config).",
+    )(func)
+    return click.option("--context", help="Kubeconfig context.")(func)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, metavar="[PATH|-]")
+@click.option(
+    "--timeout",
+    default="5m",
+    show_default=True,
+    help="How long to wait for CRDs, kinds and webhook services.",
+)
+@click.option("--dry-run", is_flag=True, help="Server-side dry run: nothing is stored.")
+@click.option(
+    "--exclude-kind",
+    "exclude",
+    multiple=True,
+    metavar="KIND",
+    help="Do not apply objects of this kind (repeatable).",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@kube_options
+@click.pass_context
+def apply(
+    ctx: click.Context,
+    paths: tuple[str, ...],
+    timeout: str,
+    dry_run: bool,
+    exclude: tuple[str, ...],
+    output: str,
+    kubeconfig: Path | None,
+    context: str | None,
+) -> None:
+    """Server-side apply (field manager kferry) in dependency order, with waits."""
+    seconds = parse_duration(timeout)
+    objects, _ = load_objects(read_sources(paths or ("-",)))
+    dicts = [as_dict(o) for o in objects if o.kind not in exclude]
+    kube = Kube.connect(kubeconfig, context)
+    try:
+        if sys.stderr.isatty():
+            bars = _Bars()
+            with bars.bars:
+                result = Applier(kube, timeout=seconds, dry_run=dry_run, progress=bars).run(dicts)
+        else:
+            result = Applier(kube, timeout=seconds, dry_run=dry_run).run(dicts)
+    finally:
+        kube.close()
+    if output == "json":
+        print_json(result.to_json())
+    else:
+        console = stdout_console()
+        console.print(
+            f"{len(result.applied)} applied, {len(result.unchanged)} unchanged, "
+            f"{len(result.failed)} failed" + (" (dry run)" if dry_run else "")
+        )
+        for ref, message in result.failed:
+            console.print(f"FAILED {ref}: {message}", style="red")
+    ctx.exit(1 if result.failed else 0)

@@ -1,0 +1,53 @@
+"""``kferry doctor``: the field report's problems, found in a live cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from kferry.cli.apply import kube_options
+from kferry.cli.output import print_json, stdout_console
+from kferry.doctor import diagnose
+from kferry.kube import Kube
+
+
+@click.command()
+@click.option(
+    "--registry",
+    metavar="REGISTRY[:PORT]/PROJECT",
+    help="The private registry: images elsewhere are reported.",
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@kube_options
+@click.pass_context
+def doctor(
+    ctx: click.Context,
+    registry: str | None,
+    output: str,
+    kubeconfig: Path | None,
+    context: str | None,
+) -> None:
+    """Check a cluster for known air-gap problems and say what to do (exit 1 if any)."""
+    kube = Kube.connect(kubeconfig, context)
+    try:
+        findings = diagnose(kube, registry)
+    finally:
+        kube.close()
+    if output == "json":
+        print_json([f.to_json() for f in findings])
+    else:
+        console = stdout_console()
+        if not findings:
+            console.print("no problems found")
+        else:
+            table = Table(box=None, pad_edge=False, header_style="bold")
+            for col in ("SEVERITY", "OBJECT", "FINDING", "FIX"):
+                table.add_column(col, overflow="fold")
+            for f in findings:
+                table.add_row(f.severity, f.object, f.finding, f.fix)
+            console.print(table)
+    ctx.exit(1 if findings else 0)

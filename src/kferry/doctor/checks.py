@@ -1,0 +1,201 @@
+"""The problems of the field report, recognised in cluster objects (plain dicts).
+
+Every check is a pure function of API objects, so each can be tested on recorded documents
+as well as on a live API server (``kferry.doctor.run`` fetches them):
+
+* TokenRequest not served: ``serviceaccounts/token`` missing from ``/api/v1`` discovery
+  (field report P10) -> istio must use first-party-jwt;
+* admission webhooks whose service does not exist (the stale ``istio-galley`` of P8);
+* pods and pod templates that pull from outside the private registry (P1/P4/P6);
+* pods in ImagePullBackOff / ErrImagePull, with the reason translated (P7);
+* Knative ``config-deployment`` without the private registry in its skip list (P7).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kferry.name import try_parse
+
+PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+# (pattern in the kubelet's message, what it means, what to do); first match wins
+PULL_REASONS = (
+    (
+        r"x509|certificate|tls:",
+        "the node does not trust the registry's TLS certificate",
+        "install the registry CA on the nodes (containerd certs.d/<host>/ca.crt); for Knative "
+        "services also run kferry rewrite (knative-skip-tag-resolution)",
+    ),
+    (
+        r"unauthorized|authentication required|401|403|denied|forbidden",
+        "the registry refused the node's credentials",
+        "add an imagePullSecret: kferry rewrite --fix pull-secret=NAME (and create the Secret)",
+    ),
+    (
+        r"not found|manifest unknown|404|name unknown|does not exist",
+        "the image is not in the registry",
+        "mirror it: {mirror}",
+    ),
+    (
+        r"i/o timeout|no such host|connection refused|dial tcp|context deadline",
+        "the node cannot reach the registry",
+        "check the reference's registry host, or configure node mirrors (kferry mirror-config)",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # error | warning
+    object: str  # Kind/namespace/name
+    finding: str
+    fix: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "severity": self.severity,
+            "object": self.object,
+            "finding": self.finding,
+            "fix": self.fix,
+        }
+
+
+def _ref(obj: dict[str, Any], kind: str | None = None) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{kind or obj.get('kind', '')}/{meta.get('namespace', '') or ''}/{meta.get('name', '')}"
+
+
+def token_request(core_v1: dict[str, Any]) -> Iterator[Finding]:
+    names = {r.get("name") for r in core_v1.get("resources") or []}
+    if "serviceaccounts/token" not in names:
+        yield Finding(
+            "error",
+            "APIServer//api/v1",
+            "TokenRequest is not served (no serviceaccounts/token in /api/v1): istio's "
+            "third-party-jwt token volumes cannot be mounted",
+            "kferry rewrite --fix istio-first-party-jwt (or enable TokenRequest on the API "
+            "server: --service-account-issuer and --service-account-signing-key-file)",
+        )
+
+
+def stale_webhooks(
+    configs: Iterable[dict[str, Any]], services: set[tuple[str, str]]
+) -> Iterator[Finding]:
+    for cfg in configs:
+        kind = cfg.get("kind") or "ValidatingWebhookConfiguration"
+        name = (cfg.get("metadata") or {}).get("name", "")
+        for hook in cfg.get("webhooks") or []:
+            svc = (hook.get("clientConfig") or {}).get("service")
+            if not svc:
+                continue
+            key = (str(svc.get("namespace", "default")), str(svc.get("name", "")))
+            if key not in services:
+                resource = kind.lower()
+                yield Finding(
+                    "error",
+                    f"{kind}//{name}",
+                    f"webhook {hook.get('name')} calls service {key[0]}/{key[1]}, which does "
+                    "not exist: every matching request fails",
+                    f"kubectl delete {resource} {name}",
+                )
+                break
+
+
+def _pod_specs(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    kind = obj.get("kind")
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        yield spec
+    elif kind == "CronJob":
+        yield ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get(
+            "spec"
+        ) or {}
+    elif kind in WORKLOAD_KINDS:
+        yield (spec.get("template") or {}).get("spec") or {}
+
+
+def _images(pod: dict[str, Any]) -> Iterator[str]:
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for c in pod.get(key) or []:
+            if c.get("image"):
+                yield str(c["image"])
+
+
+def outside_registry(objects: Iterable[dict[str, Any]], registry: str) -> Iterator[Finding]:
+    """Images not under REG/PROJECT, grouped by namespace (pods owned by a workload that is
+    itself reported are not repeated)."""
+    prefix = registry.rstrip("/") + "/"
+    by_ns: dict[str, dict[str, set[str]]] = {}
+    for obj in objects:
+        if obj.get("kind") == "Pod" and (obj.get("metadata") or {}).get("ownerReferences"):
+            continue
+        for pod in _pod_specs(obj):
+            for image in _images(pod):
+                ref = try_parse(image)
+                canonical = ref.canonical if ref else image
+                if not canonical.startswith(prefix) and not image.startswith(prefix):
+                    ns = (obj.get("metadata") or {}).get("namespace", "")
+                    by_ns.setdefault(ns, {}).setdefault(canonical, set()).add(_ref(obj))
+    for ns in sorted(by_ns):
+        images = by_ns[ns]
+        objects_ = sorted({o for objs in images.values() for o in objs})
+        yield Finding(
+            "warning",
+            f"Namespace//{ns}",
+            f"{len(images)} images pulled from outside {registry}: "
+            + ", ".join(sorted(images))
+            + f" (in {', '.join(objects_)})",
+            f"kferry mirror {' '.join(sorted(images))} --to {registry}, then kferry rewrite",
+        )
+
+
+def pull_failures(pods: Iterable[dict[str, Any]], registry: str | None) -> Iterator[Finding]:
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason not in PULL_ERRORS:
+                continue
+            message = str(waiting.get("message") or "")
+            image = str(cs.get("image") or "")
+            meaning, fix = "the image could not be pulled", "see kubectl describe pod"
+            for pattern, what, todo in PULL_REASONS:
+                if re.search(pattern, message, re.I):
+                    meaning = what
+                    mirror = f"kferry mirror {image}" + (f" --to {registry}" if registry else "")
+                    fix = todo.format(mirror=mirror)
+                    break
+            yield Finding(
+                "error",
+                _ref(pod, "Pod"),
+                f"{reason} for {image} in container {cs.get('name')}: {meaning} ({message[:200]})",
+                fix,
+            )
+
+
+def knative_skip(
+    configmap: dict[str, Any] | None, registry: str, keys: Iterable[str]
+) -> Iterator[Finding]:
+    if configmap is None:
+        return
+    host = registry.split("/", 1)[0]
+    data = configmap.get("data") or {}
+    for key in keys:
+        hosts = [h.strip() for h in str(data.get(key, "")).split(",")]
+        if host in hosts:
+            return
+    yield Finding(
+        "warning",
+        _ref(configmap, "ConfigMap"),
+        f"Knative resolves image tags itself and {host} is not in its tag-resolution skip "
+        "list: revisions fail with x509 or unauthorized errors from the private registry",
+        f"kferry rewrite (knative-skip-tag-resolution) or add {host} to "
+        f"{next(iter(keys))} in config-deployment",
+    )
