@@ -570,14 +570,16 @@ def test_cli_table() -> None:
         (("-f", "-", "--watch"), b"{}", "one snapshot"),
         (("--timeout", "5m"), None, "--timeout applies to --wait and --watch"),
         (("--wait", "--timeout", "soon"), None, "not a duration"),
-        ((), None, "cluster access not implemented yet"),
-        (("-n", "team-a", "m"), None, "cluster access not implemented yet"),
-        (("--wait",), None, "cluster access not implemented yet"),
+        ((), None, "no kubeconfig"),
+        (("-n", "team-a", "m"), None, "no kubeconfig"),
+        (("--wait",), None, "no kubeconfig"),
         (("-o", "yaml"), None, "Invalid value"),
     ],
 )
-def test_cli_bad_usage_and_input(args: tuple[str, ...], stdin: bytes | None, message: str) -> None:
-    res = run_kferry("status", *args, stdin=stdin)
+def test_cli_bad_usage_and_input(
+    args: tuple[str, ...], stdin: bytes | None, message: str, tmp_path: Path
+) -> None:
+    res = run_kferry("status", *args, stdin=stdin, env={"KUBECONFIG": str(tmp_path / "none")})
     assert res.code == 2, (res.out, res.err)
     assert message in res.err
     assert res.out == ""
@@ -746,11 +748,24 @@ def test_format_duration() -> None:
 # --- the command's --wait/--watch, with the cluster source replaced by a fake -------------------
 
 
+class _NoCluster:
+    """Stands in for a connection: the snapshots below never touch it."""
+
+    def close(self) -> None:
+        pass
+
+
 def fake_cluster(monkeypatch: pytest.MonkeyPatch, snapshots: list[list[dict[str, Any]]]) -> None:
-    def snapshots_for(selector: Selector, interval: float = 0) -> Iterator[list[dict[str, Any]]]:
+    """The --wait/--watch logic on a fixed sequence of lists (the real API server is in
+    tests/test_status_cluster.py)."""
+
+    def snapshots_for(
+        selector: Selector, kube: object, interval: float = 0
+    ) -> Iterator[list[dict[str, Any]]]:
         yield from snapshots
 
     monkeypatch.setattr("kferry.cli.status.cluster_snapshots", snapshots_for)
+    monkeypatch.setattr("kferry.cli.status.Kube.connect", lambda *a, **k: _NoCluster())
 
 
 def test_cli_wait_with_a_fake_cluster(

@@ -82,6 +82,18 @@ def phase_of(obj: dict[str, Any], scope: Callable[[dict[str, Any]], bool | None]
     return 2 if namespaced else 1
 
 
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without bookkeeping: an apply that only records its field ownership (the
+    server's one-time "before-first-apply" entry for objects created with no fields to own)
+    has changed nothing."""
+    meta = {
+        k: v
+        for k, v in (obj.get("metadata") or {}).items()
+        if k not in ("resourceVersion", "managedFields")
+    }
+    return {**obj, "metadata": meta}
+
+
 def _order(obj: dict[str, Any]) -> int:
     kind = str(obj.get("kind"))
     api = str(obj.get("apiVersion"))
@@ -109,12 +121,14 @@ class Applier:
 
     def run(self, objects: Sequence[dict[str, Any]]) -> ApplyResult:
         result = ApplyResult()
-        self.deadline = time.monotonic() + self.timeout
         self.discovery.refresh()
         phases: list[list[dict[str, Any]]] = [[], [], [], []]
         for obj in objects:
             phases[phase_of(obj, self._namespaced)].append(obj)
         for index, batch in enumerate(phases):
+            # every wait (kinds registering, CRDs establishing, webhook services) gets the
+            # whole --timeout, counted from the start of its phase
+            self.deadline = time.monotonic() + self.timeout
             self.progress.phase(index, len(batch))
             if index == 2:
                 batch.sort(key=_order)
@@ -123,6 +137,7 @@ class Applier:
                 continue
             self._apply_all(batch, result)
             if index == 0:
+                self.deadline = time.monotonic() + self.timeout
                 self._wait_crds(
                     [o for o in batch if o.get("kind") == "CustomResourceDefinition"], result
                 )
@@ -184,9 +199,7 @@ class Applier:
                     content_type="application/apply-patch+yaml",
                 )
                 after = resp.json()
-                rv_before = (before or {}).get("metadata", {}).get("resourceVersion")
-                rv_after = after.get("metadata", {}).get("resourceVersion")
-                if before is not None and rv_before == rv_after:
+                if before is not None and _content(before) == _content(after):
                     return "unchanged", ""
                 return "applied", ""
             except KubeError as exc:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 from rich.progress import Progress as RichProgress
 
 from kferry.apply import PHASES, Applier, Progress
+from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console
 from kferry.errors import InputError
 from kferry.kube import Kube
@@ -43,18 +42,6 @@ class _Bars(Progress):
     def done(self, ref: str, outcome: str) -> None:
         if self.task is not None:
             self.bars.advance(self.task)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def kube_options(func: F) -> F:
-    func = click.option(
-        "--kubeconfig",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Kubeconfig (default $KUBECONFIG or ~/.kube/config).",
-    )(func)
-    return click.option("--context", help="Kubeconfig context.")(func)
 
 
 @click.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from kferry.cli.apply import kube_options
+from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console
 from kferry.doctor import diagnose
 from kferry.kube import Kube

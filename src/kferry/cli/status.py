@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 from rich.table import Table
 from rich.text import Text
 
+from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console, warn
 from kferry.errors import InputError
+from kferry.kube import Kube
 from kferry.status import (
     DEPLOYING,
     FAILED,
@@ -120,6 +123,7 @@ def _check_usage(
     show_default=True,
     help="table for people, json for scripts.",
 )
+@kube_options
 @click.pass_context
 def status(
     ctx: click.Context,
@@ -131,6 +135,8 @@ def status(
     wait: bool,
     timeout: str | None,
     output: str,
+    kubeconfig: Path | None,
+    context: str | None,
 ) -> None:
     """Tell whether each InferenceService is ready, failed (with the reason and the message that
     explains it) or deploying (with the condition it waits on).
@@ -155,8 +161,10 @@ def status(
         print_results(results, output)
         ctx.exit(exit_code(results))
 
+    kube = Kube.connect(kubeconfig, context)
+    ctx.call_on_close(kube.close)
     if not (watch or wait):
-        results = evaluate(cluster_read(selector)(), selector)
+        results = evaluate(cluster_read(selector, kube)(), selector)
         print_results(results, output)
         ctx.exit(exit_code(results))
 
@@ -167,7 +175,7 @@ def status(
         print_results(results, output)
 
     outcome = follow(
-        cluster_snapshots(selector),
+        cluster_snapshots(selector, kube),
         selector,
         until_settled=wait,
         timeout=seconds,

@@ -49,8 +49,8 @@ def _kubeconfig_path(explicit: Path | None) -> Path:
 class Kube:
     """An API server connection (thread-safe: httpx pools connections)."""
 
-    def __init__(self, http: httpx.Client, server: str) -> None:
-        self.http, self.server = http, server
+    def __init__(self, http: httpx.Client, server: str, namespace: str = "default") -> None:
+        self.http, self.server, self.namespace = http, server, namespace
 
     @classmethod
     def connect(
@@ -68,7 +68,7 @@ class Kube:
             )
         except ConfigError as exc:
             raise InputError(f"{path}: {exc}") from None
-        return cls(http, config.cluster.server)
+        return cls(http, config.cluster.server, config.namespace or "default")
 
     def close(self) -> None:
         self.http.close()

@@ -9,10 +9,8 @@ A source is either
   ``--watch`` consume it; the stream must yield at least every few seconds, or the timeout is
   only checked when it does.
 
-:func:`polling` turns a read into a snapshot stream. The cluster integration implements
-:func:`cluster_read` (and, if it can watch, :func:`cluster_snapshots`) for a
-:class:`Selector`; everything else, the selection of NAME and the namespace included, already
-works on the dicts they return.
+:func:`polling` turns a read into a snapshot stream; :func:`cluster_read` lists the
+InferenceServices from the API server and :func:`cluster_snapshots` polls it.
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kferry.errors import InputError
+from kferry.errors import KferryError
+from kferry.kube import Discovery, Kube
 
 Obj = Mapping[str, Any]
 Read = Callable[[], Sequence[Obj]]
@@ -67,24 +66,40 @@ def polling(
         sleep(interval)
 
 
-NOT_IMPLEMENTED = (
-    "cluster access not implemented yet; read the InferenceServices with kubectl and pass "
-    "them with -f: kubectl get inferenceservices -A -o json | kferry status -f -"
+# Served InferenceService versions, newest first (KServe, then KFServing of Kubeflow <= 1.4).
+ISVC_VERSIONS = (
+    "serving.kserve.io/v1beta1",
+    "serving.kubeflow.org/v1beta1",
+    "serving.kubeflow.org/v1alpha2",
 )
 
 
-def cluster_read(selector: Selector) -> Read:
-    """A read of the InferenceServices the selector names, from the API server.
+def cluster_read(selector: Selector, kube: Kube) -> Read:
+    """A read of the InferenceServices the selector names, from the API server: every served
+    version's ``inferenceservices`` in ``selector.namespace``, every namespace for
+    ``all_namespaces``, else the kubeconfig context's namespace."""
+    discovery = Discovery(kube)
+    discovery.refresh()
+    resources = [r for v in ISVC_VERSIONS if (r := discovery.find(v, "InferenceService"))]
+    if not resources:
+        raise KferryError(
+            f"{kube.server} serves no InferenceService kind (is KServe or KFServing installed?)"
+        )
+    namespace = None if selector.all_namespaces else (selector.namespace or kube.namespace)
 
-    To be implemented by the cluster integration: list ``inferenceservices`` in
-    ``serving.kserve.io/v1beta1`` (falling back to ``serving.kubeflow.org/v1beta1`` and
-    ``v1alpha2``), in ``selector.namespace``, every namespace for ``all_namespaces``, or the
-    kubeconfig context's namespace; return the object dicts (the ``items`` of the List).
-    """
-    raise InputError(NOT_IMPLEMENTED)
+    def read() -> list[Obj]:
+        items: list[Obj] = []
+        for res in resources:
+            data = kube.get(res.path(namespace)) or {}
+            for item in data.get("items") or []:
+                items.append({"apiVersion": res.api_version, "kind": res.kind, **item})
+        return items
+
+    return read
 
 
-def cluster_snapshots(selector: Selector, interval: float = DEFAULT_POLL_INTERVAL) -> Snapshots:
-    """Successive snapshots from the API server; polling :func:`cluster_read` until a watch
-    exists."""
-    return polling(cluster_read(selector), interval)
+def cluster_snapshots(
+    selector: Selector, kube: Kube, interval: float = DEFAULT_POLL_INTERVAL
+) -> Snapshots:
+    """Successive snapshots from the API server (a LIST every ``interval`` seconds)."""
+    return polling(cluster_read(selector, kube), interval)
