@@ -1,10 +1,12 @@
-"""The stages put together: rewrite + fix of loaded manifests (``kferry rewrite``), used by
-``kferry airgap`` after the copy. Above the stages, below the CLI."""
+"""The stages put together, above the stages and below the CLI: copying images (registry to
+registry, to and from bundles, the lock file) and rewriting + fixing loaded manifests; the
+commands (mirror, bundle, rewrite, airgap) are these calls plus argument parsing."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,9 +17,15 @@ from kferry.errors import InputError
 from kferry.fix import FixChange, apply_fixes, enabled_fixes
 from kferry.load import Source, load_objects, parse_documents
 from kferry.load.documents import mapping_get, scalar_text
-from kferry.plan import Destination
+from kferry.load.imagelist import parse_image_args
+from kferry.name import Reference
+from kferry.plan import Destination, Planned, plan, write_lock
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
+from kferry.transfer.copy import Copier, ImageResult, Progress
+from kferry.transfer.layout import LayoutReader, LayoutWriter
+from kferry.transfer.remote import Options, Registries
+from kferry.transfer.stores import ImageSink, ImageSource, RegistryStore
 
 
 @dataclass
@@ -109,3 +117,70 @@ def _key(node: yaml.Node) -> tuple[str, ...]:
         scalar_text(mapping_get(meta, "namespace")) or "",
         scalar_text(mapping_get(meta, "name")) or "",
     )
+
+
+# -- copying ------------------------------------------------------------------------------------
+@dataclass
+class Copy:
+    """How to copy: registry options and parallelism, platform filter, progress."""
+
+    options: Options
+    jobs: int = 8
+    platforms: Sequence[str] = ()
+    progress: Progress | None = None
+
+    def run(
+        self, source: ImageSource, sink: ImageSink, planned: Sequence[Planned]
+    ) -> list[ImageResult]:
+        return Copier(
+            source, sink, jobs=self.jobs, platforms=self.platforms, progress=self.progress
+        ).run(planned)
+
+
+def mirror_images(
+    refs: Sequence[Reference], to: Destination, layout: str, copy: Copy
+) -> list[ImageResult]:
+    """Registry to registry."""
+    planned = plan(refs, to, layout)
+    registries = Registries(copy.options)
+    try:
+        store = RegistryStore(registries)
+        return copy.run(store, store, planned)
+    finally:
+        registries.close()
+
+
+def save_bundle(refs: Sequence[Reference], out: Path, copy: Copy) -> tuple[list[ImageResult], Path]:
+    """Registry to OCI layout; finished (index.json, tar) only when every image made it.
+    Returns the results and where the bundle (or its resumable staging directory) is."""
+    registries = Registries(copy.options)
+    writer = LayoutWriter(out)
+    try:
+        results = copy.run(
+            RegistryStore(registries), writer, [Planned(r, r) for r in dict.fromkeys(refs)]
+        )
+    finally:
+        registries.close()
+    if all(r.status != "failed" for r in results):
+        return results, writer.finish()
+    return results, writer.root
+
+
+def load_bundle(bundle: Path, to: Destination, layout: str, copy: Copy) -> list[ImageResult]:
+    """OCI layout to registry, each image planned from its source reference."""
+    registries = Registries(copy.options)
+    try:
+        with LayoutReader(bundle) as reader:
+            refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
+            return copy.run(reader, RegistryStore(registries), plan(refs, to, layout))
+    finally:
+        registries.close()
+
+
+def update_lock(path: Path, results: Sequence[ImageResult]) -> Path | None:
+    """Record what was copied (nothing is written when nothing was)."""
+    entries = [r.lock_entry() for r in results if r.status != "failed"]
+    if not entries:
+        return None
+    write_lock(path, entries)
+    return path

@@ -11,11 +11,11 @@ from kferry.atomic import atomic_write
 from kferry.cli.images import inventory_from, inventory_of
 from kferry.cli.output import stdout_console, warn
 from kferry.cli.transfer import (
+    copying,
     credential_options,
     image_inputs,
     make_options,
     registry_options,
-    run_copy,
     summarise,
     target_options,
 )
@@ -23,13 +23,17 @@ from kferry.errors import InputError
 from kferry.fix import FIX_NAMES
 from kferry.load import read_sources
 from kferry.load.imagelist import parse_image_args, read_image_list
-from kferry.pipeline import RewriteOutcome, rewrite_manifests
-from kferry.plan import LOCK_NAME, Destination, Planned, plan, read_lock, write_lock
+from kferry.pipeline import (
+    RewriteOutcome,
+    load_bundle,
+    mirror_images,
+    rewrite_manifests,
+    save_bundle,
+    update_lock,
+)
+from kferry.plan import LOCK_NAME, Destination, plan, read_lock
 from kferry.plan.nodes import containerd_hosts, crio_registries, source_hosts
 from kferry.transfer.copy import ImageResult
-from kferry.transfer.layout import LayoutReader, LayoutWriter
-from kferry.transfer.remote import Registries
-from kferry.transfer.stores import RegistryStore
 
 
 def _report(outcome: RewriteOutcome, to: Destination, quiet: bool = False) -> None:
@@ -241,54 +245,26 @@ def airgap(
         options = make_options(
             ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
         )
-        registries = Registries(options)
-        with LayoutReader(bundle_in) as reader:
-            refs = parse_image_args([e.name for e in reader.entries], f"{bundle_in}: image")
-            try:
-                results = run_copy(
-                    reader, RegistryStore(registries), plan(refs, dest, layout), jobs, platforms
-                )
-            finally:
-                registries.close()
+        with copying(options, jobs, platforms, None) as copy:
+            results = load_bundle(bundle_in, dest, layout, copy)
     else:
         assert inventory is not None
         refs = [img.reference for img in inventory.images]
-        planned = plan(refs, dest, layout)
+        target_host = None if bundle_out else dest.registry
         options = make_options(
-            ca_file,
-            insecure,
-            plain_http,
-            jobs,
-            chunk_size,
-            None if bundle_out else dest.registry,
-            username,
-            password_stdin,
+            ca_file, insecure, plain_http, jobs, chunk_size, target_host, username, password_stdin
         )
-        registries = Registries(options)
-        try:
+        with copying(options, jobs, platforms, len(refs)) as copy:
             if bundle_out is not None:
-                writer = LayoutWriter(bundle_out)
-                results = run_copy(
-                    RegistryStore(registries),
-                    writer,
-                    [Planned(r, r) for r in refs],
-                    jobs,
-                    platforms,
-                )
-                for r, p in zip(results, planned, strict=True):
+                results, _ = save_bundle(refs, bundle_out, copy)
+                for r, p in zip(results, plan(refs, dest, layout), strict=True):
+                    # the lock records where the images will be once the bundle is loaded
                     r.target = (
-                        p.target if not r.target.digest else p.target.with_digest(r.digest or None)
+                        p.target.with_digest(r.digest or None) if p.target.digest else p.target
                     )
-                if all(r.status != "failed" for r in results):
-                    writer.finish()
             else:
-                store = RegistryStore(registries)
-                results = run_copy(store, store, planned, jobs, platforms)
-        finally:
-            registries.close()
-    entries = [r.lock_entry() for r in results if r.status != "failed"]
-    if entries:
-        write_lock(lock_path, entries)
+                results = mirror_images(refs, dest, layout, copy)
+    lock_written = update_lock(lock_path, results)
     failed = any(r.status == "failed" for r in results)
     outcome: RewriteOutcome | None = None
     if not failed:
@@ -296,7 +272,7 @@ def airgap(
             sources, dest, layout, read_lock(lock_path), pin_digests, fix_on, fix_off
         )
         atomic_write(out, outcome.text.encode())
-    code = summarise(results, "json" if as_json else "table", lock_path if entries else None)
+    code = summarise(results, "json" if as_json else "table", lock_written)
     if outcome is not None:
         _report(outcome, dest)
         if not as_json:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,12 +25,12 @@ from kferry.cli.output import print_json, stdout_console, warn
 from kferry.errors import InputError
 from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.name import Reference
-from kferry.plan import LAYOUTS, LOCK_NAME, Destination, Planned, plan, write_lock
+from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
+from kferry.plan import LAYOUTS, LOCK_NAME, Destination, plan
 from kferry.transfer.auth import Credential, Keychain
-from kferry.transfer.copy import Copier, ImageResult, Progress
-from kferry.transfer.layout import LayoutReader, LayoutWriter, verify_bundle
-from kferry.transfer.remote import Options, Registries
-from kferry.transfer.stores import ImageSink, ImageSource, RegistryStore
+from kferry.transfer.copy import ImageResult, Progress
+from kferry.transfer.layout import verify_bundle
+from kferry.transfer.remote import Options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -196,7 +197,7 @@ def make_options(
 class BarProgress(Progress):
     """Rich bars on stderr (bytes and images) when stderr is a terminal."""
 
-    def __init__(self, images: int) -> None:
+    def __init__(self, images: int | None) -> None:
         self.bars = RichProgress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -229,17 +230,16 @@ class BarProgress(Progress):
         self.bars.advance(self.bytes, n)
 
 
-def run_copy(
-    source: ImageSource,
-    sink: ImageSink,
-    planned: list[Planned],
-    jobs: int,
-    platforms: Sequence[str],
-) -> list[ImageResult]:
-    if sys.stderr.isatty():
-        with BarProgress(len(planned)) as bars:
-            return Copier(source, sink, jobs=jobs, platforms=platforms, progress=bars).run(planned)
-    return Copier(source, sink, jobs=jobs, platforms=platforms).run(planned)
+@contextlib.contextmanager
+def copying(
+    options: Options, jobs: int, platforms: Sequence[str], images: int | None
+) -> Iterator[Copy]:
+    """How to copy, with progress bars on a terminal (nothing noisy in a pipe)."""
+    if not sys.stderr.isatty():
+        yield Copy(options, jobs, platforms)
+        return
+    with BarProgress(images) as bars:
+        yield Copy(options, jobs, platforms, bars)
 
 
 def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int:
@@ -284,16 +284,6 @@ def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
-
-
-def _update_lock(lock: Path | None, results: list[ImageResult]) -> Path | None:
-    """Record what was copied (nothing is written when nothing was)."""
-    entries = [r.lock_entry() for r in results if r.status != "failed"]
-    if not entries:
-        return None
-    path = lock or Path(LOCK_NAME)
-    write_lock(path, entries)
-    return path
 
 
 @click.command("plan")
@@ -355,14 +345,10 @@ def mirror(
     options = make_options(
         ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
-    planned = plan(gather(images, files, from_paths), dest, layout)
-    registries = Registries(options)
-    try:
-        store = RegistryStore(registries)
-        results = run_copy(store, store, planned, jobs, platforms)
-    finally:
-        registries.close()
-    ctx.exit(summarise(results, output, _update_lock(lock, results)))
+    refs = gather(images, files, from_paths)
+    with copying(options, jobs, platforms, len(refs)) as copy:
+        results = mirror_images(refs, dest, layout, copy)
+    ctx.exit(summarise(results, output, update_lock(lock or Path(LOCK_NAME), results)))
 
 
 @click.group()
@@ -401,18 +387,10 @@ def bundle_save(
     """Save images into an OCI layout (every blob once), named by their source reference."""
     options = make_options(ca_file, insecure, plain_http, jobs, chunk_size)
     refs = list(dict.fromkeys(gather(images, files, from_paths)))
-    planned = [Planned(r, r) for r in refs]
-    registries = Registries(options)
-    writer = LayoutWriter(out)
-    try:
-        results = run_copy(RegistryStore(registries), writer, planned, jobs, platforms)
-    finally:
-        registries.close()
-    failed = any(r.status == "failed" for r in results)
-    if not failed:
-        writer.finish()
-    else:
-        warn(f"bundle not finished: rerun the same command to resume ({writer.root} kept)")
+    with copying(options, jobs, platforms, len(refs)) as copy:
+        results, where = save_bundle(refs, out, copy)
+    if any(r.status == "failed" for r in results):
+        warn(f"bundle not finished: rerun the same command to resume ({where} kept)")
     ctx.exit(summarise(results, "json" if as_json else "table", None))
 
 
@@ -449,15 +427,9 @@ def bundle_load(
     options = make_options(
         ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
-    registries = Registries(options)
-    with LayoutReader(bundle_path) as reader:
-        refs = parse_image_args([e.name for e in reader.entries], f"{bundle_path}: image")
-        planned = plan(refs, dest, layout)
-        try:
-            results = run_copy(reader, RegistryStore(registries), planned, jobs, platforms)
-        finally:
-            registries.close()
-    ctx.exit(summarise(results, output, _update_lock(lock, results)))
+    with copying(options, jobs, platforms, None) as copy:
+        results = load_bundle(bundle_path, dest, layout, copy)
+    ctx.exit(summarise(results, output, update_lock(lock or Path(LOCK_NAME), results)))
 
 
 @bundle.command("verify")
