@@ -88,3 +88,13 @@ def images(paths: tuple[str, ...], output: str, why: bool) -> None:
         f"{len(inventory.images)} images ({optional} optional) in {count} objects",
         style="dim",
     )
+    by_default = [
+        i.canonical for i in inventory.images if all(loc.how == "default" for loc in i.locations)
+    ]
+    if by_default:
+        console.print(
+            f"{len(by_default)} pulled only by a controller's compiled-in default (named nowhere "
+            "in the manifests): kferry rewrite sets them where the component allows, the others "
+            "need node mirror configuration (kferry mirror-config)",
+            style="dim",
+        )
