@@ -2,7 +2,8 @@
 credentials and RBAC, stores ConfigMaps, establishes CRDs, validates custom resources against
 their schema, keeps status behind the status subresource, issues TokenRequests; the controller
 manager finalizes namespaces and collects garbage; scripts/test-cluster starts and stops
-cleanly."""
+cleanly. The Kubernetes 1.21 one (kube-apiserver v1.21.14 on etcd 3.4) serves the API versions
+removed since, v1beta1 CRDs among them. Neither dials a Service's ClusterIP for a webhook."""
 
 from __future__ import annotations
 
@@ -20,6 +21,31 @@ from tests.support.cluster import ROOT, Cluster, ClusterError, attach, tls_conte
 from tests.support.cluster_fixtures import Kube, unique_namespace
 
 KUBERNETES_VERSION = "v1.37.2"
+KUBERNETES_121_VERSION = "v1.21.14"
+
+# A CRD as Kubeflow 1.4 writes them: apiextensions.k8s.io/v1beta1, one `version`, a top-level
+# `validation` schema, status subresource.
+LEGACY_CRD = """
+apiVersion: apiextensions.k8s.io/v1beta1
+kind: CustomResourceDefinition
+metadata:
+  name: notebooks.legacy.kferry.dev
+spec:
+  group: legacy.kferry.dev
+  version: v1alpha1
+  scope: Namespaced
+  names: {plural: notebooks, singular: notebook, kind: Notebook, listKind: NotebookList}
+  subresources: {status: {}}
+  validation:
+    openAPIV3Schema:
+      type: object
+      properties:
+        spec:
+          type: object
+          properties:
+            image: {type: string}
+            replicas: {type: integer, minimum: 0}
+"""
 
 WIDGET_CRD = """
 apiVersion: apiextensions.k8s.io/v1
@@ -382,3 +408,179 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+# --- Kubernetes 1.21: the API versions removed since
+
+
+def test_kubernetes_121_version_and_removed_api_versions(kube_cluster_121: Cluster) -> None:
+    cluster = kube_cluster_121
+    version = cluster.get("/version")
+    assert version["gitVersion"] == KUBERNETES_121_VERSION
+    assert (version["major"], version["minor"]) == ("1", "21")
+    assert cluster.request("GET", "/readyz").text == "ok"
+    assert cluster.running and cluster.kubernetes == "1.21"
+    assert 0 < cluster.start_seconds < 60, cluster.timings
+    # What the Kubeflow 1.4 render uses, all gone from kube-apiserver v1.37.
+    for api_version, plural in (
+        ("apiextensions.k8s.io/v1beta1", "customresourcedefinitions"),
+        ("rbac.authorization.k8s.io/v1beta1", "clusterroles"),
+        ("policy/v1beta1", "poddisruptionbudgets"),
+        ("autoscaling/v2beta2", "horizontalpodautoscalers"),
+    ):
+        names = {resource["name"] for resource in cluster.api_resources(api_version)}
+        assert plural in names, api_version
+    deprecated = cluster.request(
+        "GET", "/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions"
+    )
+    assert "unavailable in v1.22+" in deprecated.headers.get("warning", "")
+    with pytest.raises(ClusterError, match="no kube-controller-manager"):
+        cluster.start_controller_manager()
+
+
+def test_kubernetes_121_v1beta1_crd_and_custom_resource(kube_121: Kube) -> None:
+    cluster = kube_121.cluster
+    stored = cluster.apply_yaml(LEGACY_CRD)  # waits for Established
+    assert stored[0]["apiVersion"] == "apiextensions.k8s.io/v1beta1"
+    crd = cluster.wait_established("notebooks.legacy.kferry.dev")  # read back as v1
+    assert [v["name"] for v in crd["spec"]["versions"]] == ["v1alpha1"]
+    legacy = cluster.get(
+        "/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions/notebooks.legacy.kferry.dev"
+    )
+    assert legacy["spec"]["version"] == "v1alpha1"
+
+    notebook = {
+        "apiVersion": "legacy.kferry.dev/v1alpha1",
+        "kind": "Notebook",
+        "metadata": {"name": "nb"},
+        "spec": {"image": "docker.io/jupyter/base-notebook:latest", "replicas": 1},
+    }
+    created = kube_121.apply(notebook)
+    path = kube_121.ns_path("notebooks", "nb", api_version="legacy.kferry.dev/v1alpha1")
+    assert cluster.path_for(created) == path
+    assert cluster.get(path)["spec"]["replicas"] == 1
+    assert cluster.write_status(path, {"ready": True})["status"] == {"ready": True}
+    with pytest.raises(ClusterError) as invalid:  # the v1beta1 validation schema is enforced
+        kube_121.apply({**notebook, "metadata": {"name": "bad"}, "spec": {"replicas": -1}})
+    assert invalid.value.status == 422
+
+    # And the other removed versions store objects, as Kubeflow 1.4 writes them.
+    pdb = kube_121.apply(
+        {
+            "apiVersion": "policy/v1beta1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "pdb"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "nb"}}},
+        }
+    )
+    assert pdb["apiVersion"] == "policy/v1beta1"
+    role = kube_121.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1beta1",
+            "kind": "Role",
+            "metadata": {"name": "reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        }
+    )
+    assert role["apiVersion"] == "rbac.authorization.k8s.io/v1beta1"
+
+
+# --- no webhook call leaves the machine
+
+
+@pytest.mark.parametrize("cluster_fixture", ["kube_cluster", "kube_cluster_121"])
+def test_webhook_services_are_reached_through_endpoints(
+    cluster_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """A CRD's conversion webhook names a Service with a ClusterIP (10.0.0.x) and no pods: the
+    API server looks for its endpoints and fails at once, instead of dialing that address
+    (--enable-aggregator-routing); admission webhooks and APIServices resolve the same way."""
+    cluster: Cluster = request.getfixturevalue(cluster_fixture)
+    namespace = unique_namespace(f"conversion-{cluster.kubernetes}")
+    cluster.create_namespace(namespace)
+    service = cluster.post(
+        f"/api/v1/namespaces/{namespace}/services",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "converter"},
+            "spec": {"ports": [{"port": 443}]},
+        },
+    )
+    assert service["spec"]["clusterIP"].startswith("10.0.0.")
+    group = f"{namespace}.kferry.dev"
+    schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    cluster.apply(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"gadgets.{group}"},
+            "spec": {
+                "group": group,
+                "scope": "Namespaced",
+                "names": {"plural": "gadgets", "kind": "Gadget"},
+                "conversion": {
+                    "strategy": "Webhook",
+                    "webhook": {
+                        "conversionReviewVersions": ["v1"],
+                        "clientConfig": {"service": {"namespace": namespace, "name": "converter"}},
+                    },
+                },
+                "versions": [
+                    {"name": "v1", "served": True, "storage": True, "schema": schema},
+                    {"name": "v2", "served": True, "storage": False, "schema": schema},
+                ],
+            },
+        }
+    )
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as failed:  # v2 must be converted to v1 to be stored
+        cluster.post(
+            f"/apis/{group}/v2/namespaces/{namespace}/gadgets",
+            {"apiVersion": f"{group}/v2", "kind": "Gadget", "metadata": {"name": "g"}},
+        )
+    message = str(failed.value)
+    assert "conversion webhook" in message
+    assert "endpoints" in message, message  # not a dial, TLS or timeout error
+    assert time.monotonic() - started < 5
+    cluster.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.{group}")
+
+
+def test_script_starts_kubernetes_121(tmp_path: Path) -> None:
+    script = str(ROOT / "scripts" / "test-cluster")
+    run_dir = tmp_path / "run"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [script, *args, "--dir", str(run_dir)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=300,
+            check=False,
+        )
+
+    refused = run("start", "--kubernetes", "1.21", "--with-controller-manager")
+    assert refused.returncode == 1
+    assert "no kube-controller-manager for Kubernetes 1.21" in refused.stderr
+    started = run("start", "--kubernetes", "1.21")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "kube-apiserver v1.21.14 at https://127.0.0.1:" in started.stderr
+        cluster = attach(run_dir)
+        assert cluster is not None and cluster.running and cluster.kubernetes == "1.21"
+        pids = [process.pid for process in cluster.processes.values()]
+        assert sorted(cluster.processes) == ["etcd", "kube-apiserver"]
+        assert cluster.get("/version")["gitVersion"] == KUBERNETES_121_VERSION
+        assert run("start", "--kubernetes", "1.21").returncode == 0  # reused
+        other = run("start")  # the default version, but 1.21 runs there
+        assert other.returncode == 1
+        assert "a Kubernetes 1.21 cluster is running" in other.stderr
+        assert run("status").returncode == 0
+    finally:
+        stopped = run("stop")
+    assert stopped.returncode == 0, stopped.stderr
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)

@@ -8,6 +8,17 @@ garbage collection, service accounts) is started on request, then or later. The 
 come from ``scripts/build-cluster`` (pinned versions, built once into ``.cache/cluster/``), or
 from the directory ``KFERRY_CLUSTER_BIN`` names.
 
+Two Kubernetes versions: 1.37 (the default: etcd 3.7, kube-apiserver and
+kube-controller-manager v1.37.2) and, with ``kubernetes="1.21"``, etcd 3.4.13 and
+kube-apiserver v1.21.14 alone (no controller manager), for manifests of that era: it still
+serves apiextensions.k8s.io/v1beta1, rbac.authorization.k8s.io/v1beta1, policy/v1beta1 and
+autoscaling/v2beta2. Its binaries come from ``scripts/build-cluster --kubernetes 1.21``
+(``.cache/cluster/bin-1.21``), or from the directory ``KFERRY_CLUSTER_BIN_1_21`` names.
+
+Everything stays on loopback: a Service that a webhook, a CRD's conversion webhook or an
+APIService names is reached through its Endpoints (``--enable-aggregator-routing``), of which
+there are none, so such a call fails at once instead of dialing the Service's ClusterIP.
+
 The :class:`Cluster` helpers talk to the API with httpx (kubectl may be absent): ``get``,
 ``post``, ``put``, ``patch``, ``delete``, ``apply``/``apply_yaml`` (create, or replace what
 exists: test setup, not server-side apply), ``wait_established``, ``write_status``.
@@ -15,6 +26,7 @@ exists: test setup, not server-side apply), ``wait_established``, ``write_status
 Also the command line behind ``scripts/test-cluster``::
 
     python -m tests.support.cluster start [--dir DIR] [--with-controller-manager]
+                                          [--kubernetes 1.37|1.21]
     python -m tests.support.cluster stop [--dir DIR]
     python -m tests.support.cluster status [--dir DIR]
 
@@ -63,6 +75,13 @@ DEFAULT_DIR = ROOT / ".cache" / "test-cluster" / "run"
 STATE_FILE = "cluster.json"
 CONTROLLER_MANAGER_ENV = "KFERRY_CLUSTER_CONTROLLER_MANAGER"
 
+# Kubernetes minor version -> the components scripts/build-cluster builds for it.
+COMPONENTS = {
+    "1.37": ("etcd", "kube-apiserver", "kube-controller-manager"),
+    "1.21": ("etcd", "kube-apiserver"),
+}
+DEFAULT_KUBERNETES = "1.37"
+
 ADMIN_USER = "kferry-admin"
 ADMIN_GROUP = "system:masters"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -101,14 +120,33 @@ class ClusterError(RuntimeError):
 # Binaries and PKI
 
 
-def cluster_bin() -> Path:
-    """The directory holding etcd, kube-apiserver and kube-controller-manager: runs
-    ``scripts/build-cluster`` (instant when cached; builds the pinned versions otherwise)."""
-    override = os.environ.get("KFERRY_CLUSTER_BIN")
+def _check_kubernetes(kubernetes: str) -> str:
+    if kubernetes not in COMPONENTS:
+        known = ", ".join(COMPONENTS)
+        raise ClusterError(f"no test cluster for Kubernetes {kubernetes!r} (known: {known})")
+    return kubernetes
+
+
+def bin_override_env(kubernetes: str = DEFAULT_KUBERNETES) -> str:
+    """The variable naming a directory of ready binaries for ``kubernetes``:
+    ``KFERRY_CLUSTER_BIN`` (the default version), ``KFERRY_CLUSTER_BIN_1_21``."""
+    if kubernetes == DEFAULT_KUBERNETES:
+        return "KFERRY_CLUSTER_BIN"
+    return "KFERRY_CLUSTER_BIN_" + kubernetes.replace(".", "_")
+
+
+def cluster_bin(kubernetes: str = DEFAULT_KUBERNETES) -> Path:
+    """The directory holding the binaries of Kubernetes ``kubernetes`` (``COMPONENTS``): runs
+    ``scripts/build-cluster --kubernetes VERSION`` (instant when cached; builds the pinned
+    versions of that set, and of no other, otherwise)."""
+    override = os.environ.get(bin_override_env(_check_kubernetes(kubernetes)))
     if override:
         return Path(override)
     proc = subprocess.run(
-        [str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False
+        [str(BUILD_SCRIPT), "--kubernetes", kubernetes],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     lines = proc.stdout.decode().strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -411,6 +449,8 @@ class Cluster:
     etcd_url: str
     bin_dir: Path
     tied: bool
+    # The Kubernetes minor version (a key of COMPONENTS): "1.37" or "1.21".
+    kubernetes: str = DEFAULT_KUBERNETES
     processes: dict[str, _Process] = field(default_factory=dict)
     # Seconds from start_cluster's call to /readyz: everything (PKI, etcd, kube-apiserver).
     start_seconds: float = 0.0
@@ -454,9 +494,12 @@ class Cluster:
 
     def start_controller_manager(self, timeout: float = START_TIMEOUT) -> float:
         """Start kube-controller-manager (all default controllers, no leader election) if it is
-        not running, and wait for its /healthz. Returns the seconds it took (0 if running)."""
+        not running, and wait for its /healthz. Returns the seconds it took (0 if running).
+        Only for Kubernetes 1.37: there is no controller manager for 1.21."""
         if self.has_controller_manager:
             return 0.0
+        if "kube-controller-manager" not in COMPONENTS[self.kubernetes]:
+            raise ClusterError(f"no kube-controller-manager for Kubernetes {self.kubernetes}")
         started = time.perf_counter()
         port = free_port()
         cert_dir = self.directory / "kube-controller-manager"
@@ -503,6 +546,7 @@ class Cluster:
             "sa_key": str(self.sa_key),
             "etcd_url": self.etcd_url,
             "bin_dir": str(self.bin_dir),
+            "kubernetes": self.kubernetes,
             "pids": {name: p.pid for name, p in self.processes.items()},
         }
         _write_secret(self.directory / STATE_FILE, json.dumps(state, indent=2).encode())
@@ -767,12 +811,18 @@ def start_cluster(
     tied: bool = True,
     bin_dir: Path | None = None,
     timeout: float = START_TIMEOUT,
+    kubernetes: str = DEFAULT_KUBERNETES,
 ) -> Cluster:
     """Start etcd and kube-apiserver with state in ``directory`` (emptied of an earlier
     start's files first) and wait until ``/readyz`` answers; optionally kube-controller-manager
     too (or later: :meth:`Cluster.start_controller_manager`). ``tied``: stop with this process
-    (tests); ``False`` for a cluster that outlives it (``scripts/test-cluster start``)."""
+    (tests); ``False`` for a cluster that outlives it (``scripts/test-cluster start``).
+    ``kubernetes``: ``"1.37"`` (the default) or ``"1.21"`` (etcd 3.4 and kube-apiserver
+    v1.21.14; no controller manager)."""
     started = time.perf_counter()
+    _check_kubernetes(kubernetes)
+    if controller_manager and "kube-controller-manager" not in COMPONENTS[kubernetes]:
+        raise ClusterError(f"no kube-controller-manager for Kubernetes {kubernetes}")
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     running = attach(directory)
@@ -780,10 +830,12 @@ def start_cluster(
         pids = {name: p.pid for name, p in running.processes.items()}
         raise ClusterError(f"a cluster is running in {directory} ({pids}): stop it first")
     _clean(directory)
-    bin_dir = bin_dir or cluster_bin()
-    for name in ("etcd", "kube-apiserver", "kube-controller-manager"):
+    bin_dir = bin_dir or cluster_bin(kubernetes)
+    for name in COMPONENTS[kubernetes]:
         if not (bin_dir / name).exists():
-            raise ClusterError(f"{bin_dir / name} is missing: run scripts/build-cluster")
+            raise ClusterError(
+                f"{bin_dir / name} is missing: run scripts/build-cluster --kubernetes {kubernetes}"
+            )
     (directory / "logs").mkdir()
     pki = _make_pki(directory / "pki")
     timings = {"pki": time.perf_counter() - started}
@@ -806,6 +858,7 @@ def start_cluster(
         etcd_url=etcd_url,
         bin_dir=bin_dir,
         tied=tied,
+        kubernetes=kubernetes,
         timings=timings,
     )
     if tied:
@@ -830,6 +883,8 @@ def start_cluster(
                 "--heartbeat-interval=10",
                 "--election-timeout=100",
                 "--log-level=warn",
+                # etcd 3.4 logs with capnslog unless told otherwise, and ignores --log-level.
+                *(["--logger=zap"] if kubernetes == "1.21" else []),
             ],
             directory / "logs" / "etcd.log",
             tied=tied,
@@ -850,6 +905,11 @@ def start_cluster(
                 # The default (lease) reconciler refuses a loopback address for the
                 # `kubernetes` Service's endpoints; nothing here needs them.
                 "--endpoint-reconciler-type=none",
+                # Reach a Service named by a webhook, a CRD's conversion webhook or an
+                # APIService through its Endpoints, not its ClusterIP: there are none (no
+                # pods), so such calls fail here at once, where a ClusterIP (10.0.0.x, not
+                # loopback) would be dialed off this machine.
+                "--enable-aggregator-routing=true",
                 f"--secure-port={api_port}",
                 f"--cert-dir={directory / 'pki'}",
                 f"--tls-cert-file={pki.serving_cert}",
@@ -907,6 +967,7 @@ def attach(directory: Path) -> Cluster | None:
         etcd_url=state["etcd_url"],
         bin_dir=Path(state["bin_dir"]),
         tied=False,
+        kubernetes=state.get("kubernetes", DEFAULT_KUBERNETES),
     )
     for name, pid in state["pids"].items():
         process = _Process(name, int(pid), logs / f"{name}.log")
@@ -945,8 +1006,15 @@ def main(argv: Iterable[str] | None = None) -> int:
             command.add_argument(
                 "--with-controller-manager",
                 action="store_true",
-                default=os.environ.get(CONTROLLER_MANAGER_ENV, "") not in ("", "0"),
+                default=None,  # not given: CONTROLLER_MANAGER_ENV decides, where there is one
                 help=f"also start kube-controller-manager (or {CONTROLLER_MANAGER_ENV}=1)",
+            )
+            command.add_argument(
+                "--kubernetes",
+                choices=list(COMPONENTS),
+                default=DEFAULT_KUBERNETES,
+                help=f"the Kubernetes version ({DEFAULT_KUBERNETES}); 1.21 has no controller "
+                "manager",
             )
     args = parser.parse_args(list(argv) if argv is not None else None)
     directory: Path = args.dir.resolve()
@@ -970,20 +1038,31 @@ def main(argv: Iterable[str] | None = None) -> int:
         say(f"stopped the cluster in {directory}")
         return 0
 
+    with_controller_manager: bool = args.with_controller_manager or False
+    if "kube-controller-manager" not in COMPONENTS[args.kubernetes]:
+        if with_controller_manager:
+            raise ClusterError(f"no kube-controller-manager for Kubernetes {args.kubernetes}")
+    elif args.with_controller_manager is None:
+        with_controller_manager = os.environ.get(CONTROLLER_MANAGER_ENV, "") not in ("", "0")
     if existing is not None and _healthy(existing):
+        if existing.kubernetes != args.kubernetes:
+            raise ClusterError(
+                f"a Kubernetes {existing.kubernetes} cluster is running in {directory}: "
+                f"stop it first, or use another --dir"
+            )
         cluster = existing
         say(f"already running in {directory}")
     else:
         if existing is not None:
             existing.stop()  # leftovers of a start whose processes died
-        cluster = start_cluster(directory, tied=False)
+        cluster = start_cluster(directory, tied=False, kubernetes=args.kubernetes)
         say(
             f"kube-apiserver {cluster.get('/version')['gitVersion']} at {cluster.server} ready "
             f"in {cluster.start_seconds:.1f} s (etcd {cluster.timings['etcd']:.1f} s, "
             f"kube-apiserver {cluster.timings['kube-apiserver']:.1f} s); "
             f"logs in {directory / 'logs'}"
         )
-    if args.with_controller_manager and not cluster.has_controller_manager:
+    if with_controller_manager and not cluster.has_controller_manager:
         seconds = cluster.start_controller_manager()
         say(f"kube-controller-manager healthy in {seconds:.1f} s")
     say(f"stop with: scripts/test-cluster stop --dir {directory}")
@@ -1003,6 +1082,7 @@ __all__ = [
     "Cluster",
     "ClusterError",
     "attach",
+    "bin_override_env",
     "cluster_bin",
     "issue_client_cert",
     "start_cluster",

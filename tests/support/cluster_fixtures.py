@@ -8,10 +8,17 @@
   alone (deleted, best effort, after it);
 - ``kube_controllers`` (session): the same cluster with kube-controller-manager running
   (namespace deletion, garbage collection, service accounts); started the first time a test
-  asks for it, then kept for the rest of the session.
+  asks for it, then kept for the rest of the session;
+- ``kube_cluster_121`` (session): another :class:`~tests.support.cluster.Cluster`, of
+  Kubernetes 1.21 (etcd 3.4.13 + kube-apiserver v1.21.14, no controller manager), which still
+  serves apiextensions.k8s.io/v1beta1, rbac.authorization.k8s.io/v1beta1, policy/v1beta1 and
+  autoscaling/v2beta2; started the first time a test asks for it (about 4 s), then kept for
+  the rest of the session;
+- ``kube_121`` (function): a :class:`Kube` on ``kube_cluster_121``.
 
 The binaries come from ``scripts/build-cluster`` (pinned versions, cached under
-``.cache/cluster/``; built on first use, which takes about 10 minutes on 2 cores).
+``.cache/cluster/``; built on first use, which takes about 10 minutes on 2 cores for the
+default set, and about 6.5 minutes more for 1.21's; ``scripts/test`` builds both beforehand).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import CONTROLLER_MANAGER_ENV, Cluster, Obj, start_cluster
+
+KUBERNETES_121 = "1.21"
 
 _counter = itertools.count(1)
 
@@ -86,15 +95,38 @@ def kube_controllers(kube_cluster: Cluster) -> Cluster:
     return kube_cluster
 
 
+@pytest.fixture(scope="session")
+def kube_cluster_121(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A Kubernetes 1.21 API server for the whole session, from the first test that asks."""
+    cluster = start_cluster(tmp_path_factory.mktemp("kube-cluster-121"), kubernetes=KUBERNETES_121)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@contextlib.contextmanager
+def _namespaced(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    namespace = unique_namespace(request.node.name)
+    cluster.create_namespace(namespace, labels={"kferry.test/namespace": "true"})
+    try:
+        yield Kube(cluster, namespace)
+    finally:
+        if cluster.running:
+            # Best effort: the test's own result matters more than its cleanup.
+            with contextlib.suppress(Exception):
+                cluster.delete(f"/api/v1/namespaces/{namespace}")
+
+
 @pytest.fixture
 def kube(kube_cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
     """The session's cluster and a fresh namespace for this test."""
-    namespace = unique_namespace(request.node.name)
-    kube_cluster.create_namespace(namespace, labels={"kferry.test/namespace": "true"})
-    try:
-        yield Kube(kube_cluster, namespace)
-    finally:
-        if kube_cluster.running:
-            # Best effort: the test's own result matters more than its cleanup.
-            with contextlib.suppress(Exception):
-                kube_cluster.delete(f"/api/v1/namespaces/{namespace}")
+    with _namespaced(kube_cluster, request) as kube:
+        yield kube
+
+
+@pytest.fixture
+def kube_121(kube_cluster_121: Cluster, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    """The session's Kubernetes 1.21 cluster and a fresh namespace for this test."""
+    with _namespaced(kube_cluster_121, request) as kube:
+        yield kube
