@@ -129,3 +129,35 @@ def test_dry_run_stores_nothing(fresh_cluster: Cluster, tmp_path: Path) -> None:
     code, summary, _ = apply(fresh_cluster, cm, "--dry-run")
     assert code == 0 and summary["applied"] == 1
     assert not fresh_cluster.exists("/api/v1/namespaces/default/configmaps/dry")
+
+
+@pytest.fixture(scope="module")
+def cluster_121(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Kubeflow 1.4 speaks APIs removed after Kubernetes 1.21 (v1beta1 CRDs and RBAC)."""
+    cluster = start_cluster(tmp_path_factory.mktemp("apply-cluster-121"), kubernetes="1.21")
+    yield cluster
+    cluster.stop()
+
+
+def test_kubeflow_141_on_its_kubernetes(cluster_121: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "kubeflow-v1.4.1.yaml"
+    res = run_kferry("rewrite", str(release_path("v1.4.1")), "--to", TO, "-o", str(out))
+    assert res.code == 0, res.err
+    # cert-manager's v1alpha2 objects are stored through its conversion webhook, which the
+    # pod-less test cluster cannot run: like webhook configurations they wait for it
+    waiting = (*WEBHOOK_KINDS, "Certificate", "Issuer", "ClusterIssuer")
+    excl = [a for k in waiting for a in ("--exclude-kind", k)]
+    code, summary, err = apply(cluster_121, out, *excl, "--timeout", "120s")
+    assert code == 0, (summary.get("failed"), err)
+    assert summary["applied"] == count_objects(out, waiting)
+    dep = cluster_121.get("/apis/apps/v1/namespaces/kubeflow/deployments/ml-pipeline")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"].startswith(TO + "/")
+
+    code, summary, _ = apply(cluster_121, out, "--timeout", "3s")  # now with what waits
+    assert code == 1 and summary["applied"] == 0
+    failed = {f["object"]: f["message"] for f in summary["failed"]}
+    assert len(failed) == count_objects(out) - count_objects(out, waiting)
+    assert all("ready endpoints of service" in m for m in failed.values()), failed
+    cert = failed["Certificate/kubeflow/serving-cert"]
+    assert "converts versions through a webhook" in cert
+    assert "cert-manager/cert-manager-webhook" in cert

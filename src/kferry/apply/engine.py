@@ -4,9 +4,11 @@ Phases: (1) namespaces and CRDs, then wait until every CRD is Established; (2) o
 cluster-scoped objects; (3) namespaced objects (service accounts, config and RBAC before
 workloads, custom resources last); (4) admission webhook configurations, each only once the
 services it calls have ready endpoints (bounded by the timeout; then it is named as failed
-with the service it waited for). Conflicts, transient errors and "no matches for kind"
-while a CRD registers are retried with backoff; any other rejection is reported with the
-object and the server's message. Rerunning reports everything unchanged.
+with the service it waited for). Custom resources written in a version their CRD converts
+through a webhook (cert-manager's v1alpha2 objects in Kubeflow 1.4) need that webhook's
+service just the same, so they wait with phase 4. Conflicts, transient errors and "no
+matches for kind" while a CRD registers are retried with backoff; any other rejection is
+reported with the object and the server's message. Rerunning reports everything unchanged.
 """
 
 from __future__ import annotations
@@ -82,6 +84,13 @@ def phase_of(obj: dict[str, Any], scope: Callable[[dict[str, Any]], bool | None]
     return 2 if namespaced else 1
 
 
+def _what(obj: dict[str, Any]) -> str:
+    name = (obj.get("metadata") or {}).get("name")
+    if obj.get("kind") in WEBHOOK_KINDS:
+        return f"webhook {name}"
+    return f"{obj.get('kind')} {name} (its CRD converts versions through a webhook)"
+
+
 def _content(obj: dict[str, Any]) -> dict[str, Any]:
     """The object without bookkeeping: an apply that only records its field ownership (the
     server's one-time "before-first-apply" entry for objects created with no fields to own)
@@ -118,6 +127,7 @@ class Applier:
         self.discovery = Discovery(kube)
         self.timeout, self.dry_run, self.jobs = timeout, dry_run, jobs
         self.progress = progress or Progress()
+        self._conversions: dict[tuple[str, str], tuple[str, str]] = {}
 
     def run(self, objects: Sequence[dict[str, Any]]) -> ApplyResult:
         result = ApplyResult()
@@ -130,6 +140,11 @@ class Applier:
             # whole --timeout, counted from the start of its phase
             self.deadline = time.monotonic() + self.timeout
             self.progress.phase(index, len(batch))
+            if index in (1, 2):
+                # objects stored through a CRD conversion webhook wait for it, like webhooks
+                converted = [o for o in batch if self._conversion_service(o)]
+                phases[3].extend(converted)
+                batch = [o for o in batch if not self._conversion_service(o)]
             if index == 2:
                 batch.sort(key=_order)
             if index == 3:
@@ -141,7 +156,36 @@ class Applier:
                 self._wait_crds(
                     [o for o in batch if o.get("kind") == "CustomResourceDefinition"], result
                 )
+                self._conversions = self._conversion_webhooks()
         return result
+
+    def _conversion_webhooks(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(group, kind) -> (storage version, "ns/service") for CRDs converting by webhook."""
+        out: dict[tuple[str, str], tuple[str, str]] = {}
+        try:
+            crds = self.kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions") or {}
+        except KubeError:
+            return out
+        for crd in crds.get("items") or []:
+            spec = crd.get("spec") or {}
+            conversion = spec.get("conversion") or {}
+            svc = ((conversion.get("webhook") or {}).get("clientConfig") or {}).get("service")
+            if conversion.get("strategy") != "Webhook" or not svc:
+                continue
+            storage = next((v["name"] for v in spec.get("versions") or [] if v.get("storage")), "")
+            out[(spec.get("group", ""), (spec.get("names") or {}).get("kind", ""))] = (
+                storage,
+                f"{svc.get('namespace', 'default')}/{svc.get('name')}",
+            )
+        return out
+
+    def _conversion_service(self, obj: dict[str, Any]) -> str | None:
+        """The conversion webhook service an object needs (written in a non-storage version)."""
+        group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
+        found = self._conversions.get((group, str(obj.get("kind"))))
+        if found is None or found[0] == version:
+            return None
+        return found[1]
 
     def _namespaced(self, obj: dict[str, Any]) -> bool | None:
         res = self.discovery.find(str(obj.get("apiVersion")), str(obj.get("kind")))
@@ -271,9 +315,8 @@ class Applier:
                         (
                             ref_of(obj),
                             (
-                                f"webhook {obj['metadata']['name']} not applied: waited "
-                                f"{self.timeout:.0f}s for ready endpoints of service "
-                                f"{', '.join(missing)}"
+                                f"{_what(obj)} not applied: waited {self.timeout:.0f}s for "
+                                f"ready endpoints of service {', '.join(missing)}"
                             ),
                         )
                     )
@@ -282,14 +325,18 @@ class Applier:
             time.sleep(1.0)
 
     def _services_without_endpoints(self, obj: dict[str, Any]) -> list[str]:
-        missing = []
+        services = []
         for hook in obj.get("webhooks") or []:
             svc = (hook.get("clientConfig") or {}).get("service")
-            if not svc:
-                continue
-            ns, name = svc.get("namespace", "default"), svc.get("name")
+            if svc:
+                services.append(f"{svc.get('namespace', 'default')}/{svc.get('name')}")
+        conversion = self._conversion_service(obj)
+        if conversion:
+            services.append(conversion)
+        missing = []
+        for service in dict.fromkeys(services):
+            ns, name = service.split("/", 1)
             endpoints = self.kube.get(f"/api/v1/namespaces/{ns}/endpoints/{name}")
-            ready = any(s.get("addresses") for s in (endpoints or {}).get("subsets") or [])
-            if not ready and f"{ns}/{name}" not in missing:
-                missing.append(f"{ns}/{name}")
+            if not any(s.get("addresses") for s in (endpoints or {}).get("subsets") or []):
+                missing.append(service)
         return missing
