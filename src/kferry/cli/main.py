@@ -15,6 +15,7 @@ from kferry.cli.images import images
 from kferry.cli.rewrite import airgap, mirror_config, rewrite
 from kferry.cli.status import status
 from kferry.cli.transfer import bundle, mirror, plan_cmd
+from kferry.cli.users import users
 from kferry.errors import KferryError
 
 
@@ -38,6 +39,7 @@ cli.add_command(airgap)
 cli.add_command(apply)
 cli.add_command(doctor)
 cli.add_command(status)
+cli.add_command(users)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

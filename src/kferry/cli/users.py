@@ -1,0 +1,243 @@
+"""``kferry users``: add, list and remove Kubeflow users (a Profile and a Dex password each)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from kferry.cli.options import kube_options
+from kferry.cli.output import print_json, stdout_console, warn
+from kferry.errors import InputError
+from kferry.kube import Kube
+from kferry.status import parse_duration
+from kferry.users import (
+    DEFAULT_NAMESPACE,
+    AddResult,
+    RemoveResult,
+    add_user,
+    check_email,
+    check_password,
+    list_users,
+    read_password,
+    remove_user,
+)
+from kferry.users.names import check_profile_name
+from kferry.users.service import Restart
+
+OUTPUT = click.Choice(["table", "json"])
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _dex_options(func: F) -> F:
+    return click.option(
+        "--dex-namespace",
+        default=DEFAULT_NAMESPACE,
+        show_default=True,
+        metavar="NS",
+        help="Where Dex runs (its Deployment, ConfigMap and Secrets are named dex, dex, "
+        "dex-passwords in every Kubeflow release).",
+    )(func)
+
+
+def _timeout_option(func: F) -> F:
+    return click.option(
+        "--timeout",
+        default="5m",
+        show_default=True,
+        metavar="D",
+        help="How long to wait for Dex's rollout after its restart (only where the cluster "
+        "has nodes).",
+    )(func)
+
+
+def _output_option(func: F) -> F:
+    return click.option(
+        "-o", "--output", type=OUTPUT, default="table", show_default=True, help="json for scripts."
+    )(func)
+
+
+def _ask_password(email: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return read_password(sys.stdin.buffer)
+    if not sys.stdin.isatty():
+        raise InputError("no terminal to ask for the password on: pipe it in with --password-stdin")
+    password: str = click.prompt(
+        f"Password for {email}", hide_input=True, confirmation_prompt=True, err=True
+    )
+    return check_password(password)
+
+
+def _restart_line(restart: Restart) -> str:
+    if not restart.restarted:
+        return "Dex: not restarted (its configuration did not change)"
+    if restart.rollout == "complete":
+        return "Dex: restarted, rollout complete"
+    return f"Dex: restarted; not waiting for the rollout: {restart.note}"
+
+
+def _print_add(result: AddResult, output: str) -> None:
+    if output == "json":
+        print_json(result.to_json())
+        return
+    profile = (
+        f"Profile {result.profile} ({result.api_version}): "
+        + ("created" if result.profile_created else "exists")
+        + f", owner {result.email}; namespace {result.profile}"
+    )
+    click.echo(profile)
+    click.echo(f"Dex static password: {result.dex} ({result.dex_detail})")
+    click.echo(_restart_line(result.restart))
+
+
+def _print_remove(result: RemoveResult, output: str) -> None:
+    if output == "json":
+        print_json(result.to_json())
+        return
+    for name in result.profiles:
+        gone = " and its namespace" if name in result.namespaces else ""
+        click.echo(f"Profile {name}{gone}: deleted")
+    for name in result.kept_namespaces:
+        warn(f"namespace {name} is not owned by the Profile {name}: left in place")
+    click.echo(f"Dex static password: {result.dex}")
+    click.echo(_restart_line(result.restart))
+
+
+@click.group("users")
+def users() -> None:
+    """Kubeflow users: a Profile (and its namespace) and a Dex static password each.
+
+    Dex's two Kubeflow layouts are both handled and told apart from what the cluster has:
+    the hash inline in the dex ConfigMap (Kubeflow 1.4) or hashFromEnv with the hash in the
+    dex-passwords Secret (1.9 and later). Dex is restarted after every change.
+    """
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--profile", metavar="NAME", help="Profile name (default: made from the email).")
+@click.option("--username", metavar="U", help="Dex username (default: the email's local part).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option(
+    "--reset-password", is_flag=True, help="Replace the Dex password of a user who has one."
+)
+@_dex_options
+@_timeout_option
+@_output_option
+@kube_options
+def add(
+    email: str,
+    profile: str | None,
+    username: str | None,
+    password_stdin: bool,
+    reset_password: bool,
+    dex_namespace: str,
+    timeout: str,
+    output: str,
+    kubeconfig: Path | None,
+    context: str | None,
+) -> None:
+    """Create EMAIL's Profile and Dex static password, then restart Dex.
+
+    \b
+    kferry users add alice@example.com                         # asks for the password
+    kferry users add alice@example.com --password-stdin < pw.txt -o json
+
+    The password is asked for without echo, or read from stdin; it is never an argument and
+    never printed. Adding a user again with the same password changes nothing; with another
+    password it fails (exit code 2) unless --reset-password. If updating Dex fails after the
+    Profile was created, the Profile is deleted and Dex's objects restored (exit code 1).
+
+    Exit codes: 0 done (or nothing to do), 1 the cluster refused or Dex's rollout failed,
+    2 bad usage or input, a different existing password, a Profile name owned by someone else.
+    """
+    check_email(email)
+    if profile is not None:
+        check_profile_name(profile)
+    seconds = parse_duration(timeout)
+    password = _ask_password(email, password_stdin)
+    kube = Kube.connect(kubeconfig, context)
+    try:
+        result = add_user(
+            kube,
+            email,
+            password,
+            profile=profile,
+            username=username,
+            reset_password=reset_password,
+            dex_namespace=dex_namespace,
+            timeout=seconds,
+        )
+    finally:
+        kube.close()
+    _print_add(result, output)
+
+
+@users.command("list")
+@_dex_options
+@_output_option
+@kube_options
+def list_cmd(dex_namespace: str, output: str, kubeconfig: Path | None, context: str | None) -> None:
+    """Every user: Profile owners and Dex static passwords, with their Profile and namespace.
+
+    -o json: [{"email", "profile", "namespace", "dex"}]; profile and namespace are null for a
+    Dex entry without a Profile, dex is false for a Profile owner without a Dex entry.
+    """
+    kube = Kube.connect(kubeconfig, context)
+    try:
+        listing = list_users(kube, dex_namespace=dex_namespace)
+    finally:
+        kube.close()
+    for text in listing.warnings:
+        warn(text)
+    if output == "json":
+        print_json([row.to_json() for row in listing.rows])
+        return
+    console = stdout_console()
+    if not listing.rows:
+        console.print("no users", style="dim")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("EMAIL", "PROFILE", "NAMESPACE", "DEX"):
+        table.add_column(column, no_wrap=True)
+    for row in listing.rows:
+        table.add_row(
+            row.email,
+            row.profile or "-",
+            row.namespace or "-",
+            Text("yes", style="green") if row.dex else Text("no", style="yellow"),
+        )
+    console.print(table)
+
+
+@users.command("remove")
+@click.argument("email")
+@_dex_options
+@_timeout_option
+@_output_option
+@kube_options
+def remove(
+    email: str,
+    dex_namespace: str,
+    timeout: str,
+    output: str,
+    kubeconfig: Path | None,
+    context: str | None,
+) -> None:
+    """Remove EMAIL's Dex static password and every Profile it owns (with its namespace).
+
+    Exit codes: 0 removed, 1 no such user or the cluster refused, 2 bad usage.
+    """
+    check_email(email)
+    seconds = parse_duration(timeout)
+    kube = Kube.connect(kubeconfig, context)
+    try:
+        result = remove_user(kube, email, dex_namespace=dex_namespace, timeout=seconds)
+    finally:
+        kube.close()
+    _print_remove(result, output)
