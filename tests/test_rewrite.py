@@ -346,3 +346,16 @@ def test_mirror_config(tmp_path: Path) -> None:
     assert 'prefix = "gcr.io"' in res.out and f'location = "{HOST}/kubeflow/gcr.io"' in res.out
     res = run_kferry("mirror-config", "gcr.io/a/b:1", "--to", TO, "--layout", "flat")
     assert res.code == 2 and "flat" in res.err
+
+
+def test_safety_net_refuses_output_that_lost_or_broke_objects() -> None:
+    from kferry.pipeline import _check_same_objects
+    from kferry.rewrite import RewriteError
+
+    src = Source("s.yaml", "kind: A\nmetadata: {name: a}\n---\nkind: B\nmetadata: {name: b}\n")
+    before = [(1, "A", "", "a"), (2, "B", "", "b")]
+    _check_same_objects(src, before, src.text)  # the same objects: fine
+    with pytest.raises(RewriteError, match="changed the set of objects"):
+        _check_same_objects(src, before, "kind: A\nmetadata: {name: a}\n")
+    with pytest.raises(RewriteError, match="does not parse"):
+        _check_same_objects(src, before, "kind: A\nmetadata: {name: [a\n")

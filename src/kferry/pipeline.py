@@ -9,14 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kferry.discover import find_all
 from kferry.discover.model import Finding
 from kferry.errors import InputError
 from kferry.fix import FixChange, apply_fixes, enabled_fixes
-from kferry.load import Source, load_objects, parse_documents
-from kferry.load.documents import mapping_get, scalar_text
+from kferry.load import Source, load_objects
 from kferry.load.imagelist import parse_image_args
 from kferry.name import Reference
 from kferry.plan import Destination, Planned, plan, write_lock
@@ -78,7 +75,13 @@ def rewrite_manifests(
             new = apply_edits(source.text, all_edits)
         except EditConflict as exc:
             raise RewriteError(f"{source.name}: {exc}") from None
-        _check_same_objects(source, new)
+        if all_edits:
+            before = [
+                (o.document.index, o.kind, o.namespace, o.name)
+                for o in objects
+                if o.document.source is source
+            ]
+            _check_same_objects(source, before, new)
         texts.append(new)
     return RewriteOutcome(
         text=join_sources(texts),
@@ -93,11 +96,13 @@ def rewrite_manifests(
     )
 
 
-def _check_same_objects(source: Source, new: str) -> None:
+def _check_same_objects(source: Source, before: list[tuple[int, str, str, str]], new: str) -> None:
     """A safety net: the output parses and holds the same objects in the same order."""
-    before = [(d.index, _key(d.node)) for d in parse_documents(source)]
     try:
-        after = [(d.index, _key(d.node)) for d in parse_documents(Source(source.name, new))]
+        after = [
+            (o.document.index, o.kind, o.namespace, o.name)
+            for o in load_objects([Source(source.name, new)])[0]
+        ]
     except InputError as exc:
         raise RewriteError(
             f"{source.name}: the rewritten text does not parse ({exc}); "
@@ -108,15 +113,6 @@ def _check_same_objects(source: Source, new: str) -> None:
             f"{source.name}: rewriting changed the set of objects; nothing was "
             "written (please report this)"
         )
-
-
-def _key(node: yaml.Node) -> tuple[str, ...]:
-    meta = mapping_get(node, "metadata")
-    return (
-        scalar_text(mapping_get(node, "kind")) or "",
-        scalar_text(mapping_get(meta, "namespace")) or "",
-        scalar_text(mapping_get(meta, "name")) or "",
-    )
 
 
 # -- copying ------------------------------------------------------------------------------------
