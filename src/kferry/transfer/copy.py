@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,6 +223,3 @@ def _at(ref: Reference, identifier: str) -> Reference:
     if identifier.startswith("sha256:"):
         return Reference(ref.domain, ref.path, None, identifier)
     return Reference(ref.domain, ref.path, identifier, None)
-
-
-ProgressFactory = Callable[[int], Progress]

@@ -175,11 +175,17 @@ def _pack(root: Path, out: Path, zstd: bool) -> None:
 def _read_index(root: Path, missing_ok: bool = False) -> list[IndexEntry]:
     path = root / "index.json"
     try:
-        doc = json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         if missing_ok:
             return []
         raise InputError(f"{root}: not an OCI layout (no index.json)") from None
+    return _parse_index(data, str(path))
+
+
+def _parse_index(data: bytes, path: str) -> list[IndexEntry]:
+    try:
+        doc = json.loads(data)
     except ValueError as exc:
         raise InputError(f"{path}: not JSON: {exc}") from None
     entries = []
@@ -261,12 +267,7 @@ class LayoutReader:
             data = self.read_file("index.json")
         except InputError:
             raise InputError(f"{self.path}: not an OCI layout (no index.json)") from None
-        tmp = Path(tempfile.mkdtemp(prefix=".kferry-index-"))
-        try:
-            (tmp / "index.json").write_bytes(data)
-            return _read_index(tmp)
-        finally:
-            shutil.rmtree(tmp)
+        return _parse_index(data, f"{self.path}: index.json")
 
     def blob_names(self) -> list[str]:
         if self.root is not None:
@@ -447,12 +448,7 @@ def _verify_stream(
     if index_raw is None:
         report.damage.append("index.json is missing")
         return report
-    tmp = Path(tempfile.mkdtemp(prefix=".kferry-index-"))
-    try:
-        (tmp / "index.json").write_bytes(index_raw)
-        entries = _read_index(tmp)
-    finally:
-        shutil.rmtree(tmp)
+    entries = _parse_index(index_raw, f"{path}: index.json")
 
     def read(digest: str) -> bytes:
         if digest not in small:
