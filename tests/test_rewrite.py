@@ -359,3 +359,22 @@ def test_safety_net_refuses_output_that_lost_or_broke_objects() -> None:
         _check_same_objects(src, before, "kind: A\nmetadata: {name: a}\n")
     with pytest.raises(RewriteError, match="does not parse"):
         _check_same_objects(src, before, "kind: A\nmetadata: {name: [a\n")
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ["--fix", "pull-secret=regcred"],
+        ["--fix", "pull-secret:regcred"],
+        ["--fix", "pull-secret regcred"],
+        ["--pull-secret", "regcred"],
+    ],
+)
+def test_pull_secret_spellings(how: list[str], tmp_path: Path) -> None:
+    f = tmp_path / "sa.yaml"
+    f.write_text("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a, namespace: n}\n")
+    res = run_kferry("rewrite", str(f), "--to", TO, *how)
+    assert res.code == 0, res.err
+    assert docs_of(res.out)[0]["imagePullSecrets"] == [{"name": "regcred"}]
+    res = run_kferry("rewrite", str(f), "--to", TO, "--fix", "pull-secret")
+    assert res.code == 2 and "--fix pull-secret=NAME" in res.err

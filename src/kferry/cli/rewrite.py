@@ -91,6 +91,11 @@ def _write(text: str, out: Path | None) -> None:
 )
 @click.option("--no-fix", "fix_off", multiple=True, metavar="NAME", help="Skip a default fix.")
 @click.option(
+    "--pull-secret",
+    metavar="NAME",
+    help="Same as --fix pull-secret=NAME: imagePullSecrets NAME where images are pulled.",
+)
+@click.option(
     "-o",
     "--output",
     "out",
@@ -105,6 +110,7 @@ def rewrite(
     pin_digests: bool,
     fix_on: tuple[str, ...],
     fix_off: tuple[str, ...],
+    pull_secret: str | None,
     out: Path | None,
 ) -> None:
     """Point every image reference at the private registry, and apply the known fixes.
@@ -119,6 +125,8 @@ def rewrite(
             raise InputError("--pin-digests needs the lock file (--lock, or ./kferry.lock.json)")
         lock_entries = read_lock(default)
     sources = read_sources(paths or ("-",))
+    if pull_secret:
+        fix_on = (*fix_on, f"pull-secret={pull_secret}")
     outcome = rewrite_manifests(sources, dest, layout, lock_entries, pin_digests, fix_on, fix_off)
     _write(outcome.text, out)
     _report(outcome, dest)

@@ -68,11 +68,13 @@ def enabled_fixes(on: Sequence[str], off: Sequence[str], knative: bool) -> dict[
                 continue
             chosen[name] = None
     for item in on:
-        name, _, value = item.partition("=")
+        # "pull-secret=NAME", "pull-secret:NAME" or "pull-secret NAME" (one quoted argument)
+        name = re.split(r"[=:\s]", item, maxsplit=1)[0]
+        value = item[len(name) + 1 :].strip()
         if name not in catalog:
             raise InputError(f"--fix {name}: unknown fix (known: {', '.join(catalog)})")
         if catalog[name].get("takes_value") and not value:
-            raise InputError(f"--fix {name}=VALUE: {name} needs a value")
+            raise InputError(f"--fix {name}: needs a value, as in --fix {name}=NAME")
         chosen[name] = value or None
     for name in off:
         if name not in catalog:
