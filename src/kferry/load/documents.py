@@ -128,6 +128,16 @@ def _object(doc: Document, node: yaml.Node, item: int | None) -> KubeObject:
     )
 
 
+def yaml_error(name: str, document: int, exc: yaml.YAMLError) -> InputError:
+    """One line naming the input, the document number and the line of a YAML error."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "malformed YAML"
+        return InputError(f"{name}: document {document}{line}: malformed YAML: {problem}")
+    return InputError(f"{name}: document {document}: malformed YAML: {exc}")
+
+
 def parse_documents(source: Source) -> list[Document]:
     """All non-empty documents of ``source``; malformed YAML -> :class:`InputError`."""
     docs: list[Document] = []
@@ -138,15 +148,8 @@ def parse_documents(source: Source) -> list[Document]:
             if node is None or (isinstance(node, yaml.ScalarNode) and node.tag == NULL_TAG):
                 continue
             docs.append(Document(source, index, node))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "malformed YAML"
-        raise InputError(
-            f"{source.name}: document {index + 1}{line}: malformed YAML: {problem}"
-        ) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{source.name}: document {index + 1}: malformed YAML: {exc}") from None
+        raise yaml_error(source.name, index + 1, exc) from None
     # The nodes live until the process ends: move them out of the collector's sight, or
     # every later collection pass walks millions of them (measured: 20x slower discovery).
     gc.freeze()

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from kferry.errors import InputError
+from kferry.load.documents import yaml_error
 from kferry.load.source import decode
 
 try:  # libyaml when PyYAML was built with it
@@ -78,15 +79,8 @@ def _yaml_documents(name: str, text: str) -> list[Any]:
     try:
         for doc in yaml.load_all(text, Loader=_Loader):
             docs.append(doc)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f", line {mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "malformed YAML"
-        raise InputError(
-            f"{name}: document {len(docs) + 1}{line}: malformed YAML: {problem}"
-        ) from None
     except yaml.YAMLError as exc:
-        raise InputError(f"{name}: document {len(docs) + 1}: malformed YAML: {exc}") from None
+        raise yaml_error(name, len(docs) + 1, exc) from None
     return docs
 
 
