@@ -841,3 +841,95 @@ def test_choose_version() -> None:
     assert choose_version(["v1beta1"]) == "v1beta1"
     assert choose_version(["v2", "v3"], preferred="v3") == "v3"
     assert choose_version([]) is None
+
+
+def test_pull_secret_reaches_the_new_users_namespace(site_factory) -> None:
+    site = site_factory("26.03")
+    cluster, source = site.cluster, site.ns
+    cfg = base64.b64encode(b'{"auths": {"harbor.local": {"auth": "c2VjcmV0"}}}').decode()
+    cluster.post(
+        f"/api/v1/namespaces/{source}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/dockerconfigjson",
+            "metadata": {"name": "regcred"},
+            "data": {".dockerconfigjson": cfg},
+        },
+    )
+    profile = f"ps-{site.token}"
+    # what the profile controller creates for a new Profile (no controller runs here)
+    cluster.create_namespace(profile)
+    for account in ("default-editor", "default-viewer"):
+        cluster.post(
+            f"/api/v1/namespaces/{profile}/serviceaccounts",
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+        )
+    out = site.add_json(
+        site.email("pat"),
+        "pw-pat",
+        "--profile",
+        profile,
+        "--pull-secret",
+        "regcred",
+        "--pull-secret-from",
+        source,
+    )
+    assert out["pullSecret"] == {
+        "secret": "regcred",
+        "namespace": profile,
+        "copied": True,
+        "accounts": ["default-editor", "default-viewer"],
+        "missing": [],
+    }
+    copy = cluster.get(f"/api/v1/namespaces/{profile}/secrets/regcred")
+    assert copy["type"] == "kubernetes.io/dockerconfigjson"
+    assert copy["data"] == {".dockerconfigjson": cfg}
+    for account in ("default-editor", "default-viewer"):
+        sa = cluster.get(f"/api/v1/namespaces/{profile}/serviceaccounts/{account}")
+        assert sa["imagePullSecrets"] == [{"name": "regcred"}]
+    # again: nothing doubles
+    site.add_json(
+        site.email("pat"),
+        "pw-pat",
+        "--profile",
+        profile,
+        "--pull-secret",
+        "regcred",
+        "--pull-secret-from",
+        source,
+    )
+    sa = cluster.get(f"/api/v1/namespaces/{profile}/serviceaccounts/default-editor")
+    assert sa["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_pull_secret_waits_for_the_profile_controller_within_the_timeout(site_factory) -> None:
+    site = site_factory("26.03")
+    res = site.add(
+        site.email("quinn"), "pw-q", "--pull-secret", "nope", "--pull-secret-from", site.ns
+    )
+    assert res.code == 2 and "no Secret nope" in res.err  # checked before anything changes
+    site.cluster.post(
+        f"/api/v1/namespaces/{site.ns}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "regcred"},
+            "data": {"a": "Yg=="},
+        },
+    )
+    res = site.add(
+        site.email("quinn"),
+        "pw-q",
+        "--pull-secret",
+        "regcred",
+        "--pull-secret-from",
+        site.ns,
+        "--timeout",
+        "2s",
+        "-o",
+        "json",
+    )
+    assert res.code == 0, res.err
+    assert "run the same command again later" in res.err
+    assert json.loads(res.out)["pullSecret"]["missing"][0].startswith("namespace ")

@@ -28,6 +28,7 @@ from kferry.users import (
     remove_user,
 )
 from kferry.users.names import check_profile_name
+from kferry.users.pullsecret import PullSecretResult, grant, source_secret
 from kferry.users.service import Restart
 
 OUTPUT = click.Choice(["table", "json"])
@@ -81,9 +82,17 @@ def _restart_line(restart: Restart) -> str:
     return f"Dex: restarted; not waiting for the rollout: {restart.note}"
 
 
-def _print_add(result: AddResult, output: str) -> None:
+def _print_add(result: AddResult, output: str, granted: PullSecretResult | None) -> None:
+    if granted is not None and granted.missing:
+        warn(
+            f"pull secret {granted.secret}: {', '.join(granted.missing)} not there yet (the "
+            "profile controller creates them); run the same command again later"
+        )
     if output == "json":
-        print_json(result.to_json())
+        data = result.to_json()
+        if granted is not None:
+            data["pullSecret"] = granted.to_json()
+        print_json(data)
         return
     profile = (
         f"Profile {result.profile} ({result.api_version}): "
@@ -93,6 +102,12 @@ def _print_add(result: AddResult, output: str) -> None:
     click.echo(profile)
     click.echo(f"Dex static password: {result.dex} ({result.dex_detail})")
     click.echo(_restart_line(result.restart))
+    if granted is not None and granted.copied:
+        accounts = ", ".join(granted.accounts) or "no service account yet"
+        click.echo(
+            f"pull secret {granted.secret}: copied into {granted.namespace}; "
+            f"imagePullSecrets on {accounts}"
+        )
 
 
 def _print_remove(result: RemoveResult, output: str) -> None:
@@ -126,6 +141,19 @@ def users() -> None:
 @click.option(
     "--reset-password", is_flag=True, help="Replace the Dex password of a user who has one."
 )
+@click.option(
+    "--pull-secret",
+    metavar="NAME",
+    help="Copy this registry Secret into the user's namespace and add it to the "
+    "profile's service accounts.",
+)
+@click.option(
+    "--pull-secret-from",
+    metavar="NS",
+    default="kubeflow",
+    show_default=True,
+    help="Where the --pull-secret Secret is.",
+)
 @_dex_options
 @_timeout_option
 @_output_option
@@ -136,6 +164,8 @@ def add(
     username: str | None,
     password_stdin: bool,
     reset_password: bool,
+    pull_secret: str | None,
+    pull_secret_from: str,
     dex_namespace: str,
     timeout: str,
     output: str,
@@ -163,6 +193,7 @@ def add(
     password = _ask_password(email, password_stdin)
     kube = Kube.connect(kubeconfig, context)
     try:
+        secret = source_secret(kube, pull_secret, pull_secret_from) if pull_secret else None
         result = add_user(
             kube,
             email,
@@ -173,9 +204,10 @@ def add(
             dex_namespace=dex_namespace,
             timeout=seconds,
         )
+        granted = grant(kube, secret, result.profile, seconds) if secret is not None else None
     finally:
         kube.close()
-    _print_add(result, output)
+    _print_add(result, output, granted)
 
 
 @users.command("list")
