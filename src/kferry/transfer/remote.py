@@ -33,7 +33,8 @@ RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 # httpcore reads responses 64 KiB at a time; every read is a round of Python event handling.
 # Blob bodies are hundreds of MB, so read them in 1 MiB pieces (measured: bench/mirror.py).
-_http11.HTTP11Connection.READ_NUM_BYTES = max(_http11.HTTP11Connection.READ_NUM_BYTES, 1 << 20)
+if isinstance(getattr(_http11.HTTP11Connection, "READ_NUM_BYTES", None), int):
+    _http11.HTTP11Connection.READ_NUM_BYTES = max(_http11.HTTP11Connection.READ_NUM_BYTES, 1 << 20)
 DOCKER_HUB_API = "registry-1.docker.io"
 STREAM_CHUNK = 1 << 20  # 1 MiB reads: constant memory whatever the blob size
 
