@@ -13,7 +13,6 @@ the peak RSS of each. Target: ratio <= 1.5.
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import sys
 import tempfile
@@ -22,30 +21,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.measure import run_child  # noqa: E402
-
-DEFAULT = ROOT / "examples" / "kubeflow" / "kubeflow-26.03.yaml.gz"
-
-BASELINE = """
-import sys, time, yaml
-data = open(sys.argv[1], "rb").read()
-t = time.perf_counter()
-docs = list(yaml.load_all(data, Loader=yaml.CSafeLoader))
-print(time.perf_counter() - t)
-"""
+from bench.measure import DEFAULT_RENDER, libyaml_load, plain_render, run_child  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("render", nargs="?", default=str(DEFAULT))
+    ap.add_argument("render", nargs="?", default=str(DEFAULT_RENDER))
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
 
     src = Path(args.render)
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "render.yaml"
-        data = src.read_bytes()
-        plain.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        plain = plain_render(src, Path(tmp))
         size = plain.stat().st_size
 
         kferry_walls: list[float] = []
@@ -58,9 +45,9 @@ def main() -> None:
             kferry_walls.append(m.wall)
             kferry_rss.append(m.peak_rss_mib)
             images = m.out.count('"image":')
-            m = run_child([sys.executable, "-c", BASELINE, str(plain)])
-            base_loads.append(float(m.out))
-            base_rss.append(m.peak_rss_mib)
+            load, load_rss = libyaml_load(plain)
+            base_loads.append(load)
+            base_rss.append(load_rss)
 
     k = statistics.median(kferry_walls)
     b = statistics.median(base_loads)

@@ -7,12 +7,27 @@ the pages the child shared with this, much larger, benchmark process between for
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RENDER = ROOT / "examples" / "kubeflow" / "kubeflow-26.03.yaml.gz"
+
+# The peer of the render benches: PyYAML's libyaml loader on all documents, timed inside its
+# own process (so without interpreter start); prints seconds.
+_LIBYAML_LOAD = """
+import sys, time, yaml
+data = open(sys.argv[1], "rb").read()
+t = time.perf_counter()
+docs = list(yaml.load_all(data, Loader=yaml.CSafeLoader))
+print(time.perf_counter() - t)
+"""
 
 
 @dataclass
@@ -62,3 +77,17 @@ def run_child(cmd: list[str], stdin: bytes | None = None, check: bool = True) ->
     if check and proc.returncode != 0:
         sys.exit(f"{' '.join(cmd[:5])} failed ({proc.returncode}):\n{o[-2000:]}\n{e[-2000:]}")
     return Measured(wall, peak / 1024, o, e)
+
+
+def plain_render(src: Path, tmp: Path) -> Path:
+    """Write ``src`` (gzip or plain YAML) uncompressed into ``tmp`` and return that path."""
+    plain = tmp / "render.yaml"
+    data = src.read_bytes()
+    plain.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    return plain
+
+
+def libyaml_load(plain: Path) -> tuple[float, float]:
+    """The peer: (seconds CSafeLoader takes to load every document, peak RSS MiB)."""
+    m = run_child([sys.executable, "-c", _LIBYAML_LOAD, str(plain)])
+    return float(m.out), m.peak_rss_mib

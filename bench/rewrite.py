@@ -13,7 +13,6 @@ each. Target: ratio <= 2.0.
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import sys
 import tempfile
@@ -22,22 +21,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.inventory import BASELINE  # noqa: E402
-from bench.measure import run_child  # noqa: E402
-
-DEFAULT = ROOT / "examples" / "kubeflow" / "kubeflow-26.03.yaml.gz"
+from bench.measure import DEFAULT_RENDER, libyaml_load, plain_render, run_child  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("render", nargs="?", default=str(DEFAULT))
+    ap.add_argument("render", nargs="?", default=str(DEFAULT_RENDER))
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     src = Path(args.render)
     with tempfile.TemporaryDirectory() as tmp:
-        plain = Path(tmp) / "render.yaml"
-        data = src.read_bytes()
-        plain.write_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+        plain = plain_render(src, Path(tmp))
         size = plain.stat().st_size
         out = Path(tmp) / "out.yaml"
         walls, loads, rss, base_rss = [], [], [], []
@@ -57,9 +51,9 @@ def main() -> None:
             )
             walls.append(m.wall)
             rss.append(m.peak_rss_mib)
-            b = run_child([sys.executable, "-c", BASELINE, str(plain)])
-            loads.append(float(b.out))
-            base_rss.append(b.peak_rss_mib)
+            load, load_rss = libyaml_load(plain)
+            loads.append(load)
+            base_rss.append(load_rss)
     k, b0 = statistics.median(walls), statistics.median(loads)
     print(f"render: {src.name} ({size / 1e6:.1f} MB), {args.runs} runs each")
     print(f"kferry rewrite (whole process)        : {k:.3f} s  peak RSS {max(rss):.0f} MiB")
