@@ -39,7 +39,6 @@ tied to the process that started them: they are stopped at exit, and killed by t
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
 import contextlib
 import copy
@@ -67,7 +66,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.registry import CertificateAuthority, free_port, new_ca
+from tests.support.registry import CertificateAuthority, LiveSet, free_port, new_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-cluster"
@@ -416,18 +415,7 @@ def _wait_ready(
             time.sleep(0.05)
 
 
-_LIVE: dict[int, Cluster] = {}
-_LIVE_LOCK = threading.Lock()
-
-
-def _stop_live() -> None:
-    with _LIVE_LOCK:
-        live = list(_LIVE.values())
-    for cluster in live:
-        cluster.stop()
-
-
-atexit.register(_stop_live)
+_LIVE = LiveSet()
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,8 +471,7 @@ class Cluster:
                 process.stop()
         with contextlib.suppress(FileNotFoundError):
             (self.directory / STATE_FILE).unlink()
-        with _LIVE_LOCK:
-            _LIVE.pop(id(self), None)
+        _LIVE.discard(self)
 
     def __enter__(self) -> Cluster:
         return self
@@ -862,8 +849,7 @@ def start_cluster(
         timings=timings,
     )
     if tied:
-        with _LIVE_LOCK:
-            _LIVE[id(cluster)] = cluster
+        _LIVE.add(cluster)
     try:
         phase = time.perf_counter()
         peer_url = f"http://127.0.0.1:{peer_port}"

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import bcrypt
 import httpx
@@ -294,18 +294,36 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 # What the ``registry_factory`` fixture returns: start_registry minus the directory.
 RegistryFactory = Callable[..., "Registry"]
 
-_LIVE: dict[int, Registry] = {}
-_LIVE_LOCK = threading.Lock()
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
 
 
-def _stop_all() -> None:
-    with _LIVE_LOCK:
-        live = list(_LIVE.values())
-    for registry in live:
-        registry.stop()
+class LiveSet:
+    """What the tests started and have not stopped yet; stopped at interpreter exit, so a
+    crashed or interrupted run leaves no server behind. Shared by registries and clusters."""
+
+    def __init__(self) -> None:
+        self._live: dict[int, _Stoppable] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.stop_all)
+
+    def add(self, item: _Stoppable) -> None:
+        with self._lock:
+            self._live[id(item)] = item
+
+    def discard(self, item: _Stoppable) -> None:
+        with self._lock:
+            self._live.pop(id(item), None)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            live = list(self._live.values())
+        for item in live:
+            item.stop()
 
 
-atexit.register(_stop_all)
+_LIVE = LiveSet()
 
 
 @dataclass(eq=False)
@@ -353,8 +371,7 @@ class Registry:
             self._log.close()
             self._log = None
             raise
-        with _LIVE_LOCK:
-            _LIVE[id(self)] = self
+        _LIVE.add(self)
         try:
             self._wait_ready(started)
         except BaseException:
@@ -393,8 +410,7 @@ class Registry:
         if self._log is not None:
             self._log.close()
             self._log = None
-        with _LIVE_LOCK:
-            _LIVE.pop(id(self), None)
+        _LIVE.discard(self)
 
     def stop(self) -> None:
         """Stop the registry (and the token server it started itself). Idempotent."""
