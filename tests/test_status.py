@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from kferry.cli.main import main
 from kferry.errors import InputError
 from kferry.status import (
     DEPLOYING,
@@ -743,60 +742,3 @@ def test_parse_duration_rejects(text: str) -> None:
 
 def test_format_duration() -> None:
     assert [format_duration(s) for s in (0, 59, 900, 5400.4)] == ["0s", "59s", "15m", "1h30m"]
-
-
-# --- the command's --wait/--watch, with the cluster source replaced by a fake -------------------
-
-
-class _NoCluster:
-    """Stands in for a connection: the snapshots below never touch it."""
-
-    def close(self) -> None:
-        pass
-
-
-def fake_cluster(monkeypatch: pytest.MonkeyPatch, snapshots: list[list[dict[str, Any]]]) -> None:
-    """The --wait/--watch logic on a fixed sequence of lists (the real API server is in
-    tests/test_status_cluster.py)."""
-
-    def snapshots_for(
-        selector: Selector, kube: object, interval: float = 0
-    ) -> Iterator[list[dict[str, Any]]]:
-        yield from snapshots
-
-    monkeypatch.setattr("kferry.cli.status.cluster_snapshots", snapshots_for)
-    monkeypatch.setattr("kferry.cli.status.Kube.connect", lambda *a, **k: _NoCluster())
-
-
-def test_cli_wait_with_a_fake_cluster(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake_cluster(monkeypatch, [[DEPLOYING_OBJ], [READY_OBJ]])
-    assert main(["status", "--wait", "-o", "json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert [d["state"] for d in out] == [READY]
-
-
-def test_cli_wait_timeout_exit_3(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake_cluster(monkeypatch, [[DEPLOYING_OBJ]] * 3)
-    assert main(["status", "--wait", "--timeout", "0", "-n", "ns"]) == 3
-    captured = capsys.readouterr()
-    assert "timed out after 0s; still deploying: ns/m (waiting on Ready)" in captured.err
-    assert "deploying" in captured.out
-
-
-def test_cli_watch_prints_each_change(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    fake_cluster(monkeypatch, [[DEPLOYING_OBJ], [DEPLOYING_OBJ], [FAILED_OBJ]])
-    assert main(["status", "--watch", "-o", "json"]) == 1
-    out = capsys.readouterr().out
-    decoder, pos, docs = json.JSONDecoder(), 0, []
-    while pos < len(out.rstrip()):
-        doc, pos = decoder.raw_decode(out, pos)
-        docs.append(doc)
-        while pos < len(out) and out[pos].isspace():
-            pos += 1
-    assert [[d["state"] for d in doc] for doc in docs] == [[DEPLOYING], [FAILED]]

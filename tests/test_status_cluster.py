@@ -133,11 +133,14 @@ def test_wait_times_out_with_exit_3(isvc_crd: Cluster, kube: Kube) -> None:
     start = time.monotonic()
     code, out, err = status(kube, "slow", "-n", kube.namespace, "--wait", "--timeout", "3s")
     assert code == 3 and out[0]["state"] == "deploying"
-    assert "still deploying" in err
+    assert f"timed out after 3s; still deploying: {kube.namespace}/slow (waiting on " in err
     assert time.monotonic() - start < 20
 
 
-def test_watch_prints_each_change(isvc_crd: Cluster, kube: Kube) -> None:
+@pytest.mark.parametrize(("final", "code", "state"), [(READY, 0, "ready"), (FAILED, 1, "failed")])
+def test_watch_prints_each_change(
+    final: dict[str, Any], code: int, state: str, isvc_crd: Cluster, kube: Kube
+) -> None:
     path = isvc(kube, "w", DEPLOYING)
     proc = subprocess.Popen(
         [
@@ -159,8 +162,9 @@ def test_watch_prints_each_change(isvc_crd: Cluster, kube: Kube) -> None:
         env={"KUBECONFIG": str(kube.kubeconfig), "PATH": "/usr/bin:/bin"},
     )
     time.sleep(3)
-    kube.cluster.write_status(path, READY)
-    out, _ = proc.communicate(timeout=40)
+    kube.cluster.write_status(path, final)
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == code, err
     decoder, pos, states = json.JSONDecoder(), 0, []
     text = out.decode()
     while pos < len(text.rstrip()):
@@ -168,4 +172,4 @@ def test_watch_prints_each_change(isvc_crd: Cluster, kube: Kube) -> None:
         states.append(doc[0]["state"])
         while pos < len(text) and text[pos].isspace():
             pos += 1
-    assert states[0] == "deploying" and states[-1] == "ready"
+    assert states == ["deploying", state]  # once per change, not once per poll
