@@ -19,10 +19,6 @@ def stdout_console() -> Console:
     return Console(width=240, no_color=True, highlight=False, soft_wrap=False)
 
 
-def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 

@@ -21,7 +21,6 @@ class Resource:
     kind: str
     plural: str
     namespaced: bool
-    subresources: frozenset[str] = frozenset()
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
@@ -36,7 +35,6 @@ class Discovery:
         self.kube = kube
         self._by_kind: dict[tuple[str, str], Resource] = {}
         self._lock = threading.Lock()
-        self._versions: list[str] = []
 
     def refresh(self) -> None:
         versions = ["v1"]
@@ -47,26 +45,15 @@ class Discovery:
             docs = list(pool.map(self._fetch, versions))
         found: dict[tuple[str, str], Resource] = {}
         for version, doc in zip(versions, docs, strict=True):
-            subs: dict[str, set[str]] = {}
-            for r in doc.get("resources") or []:
-                name = str(r["name"])
-                if "/" in name:
-                    main, sub = name.split("/", 1)
-                    subs.setdefault(main, set()).add(sub)
             for r in doc.get("resources") or []:
                 name = str(r["name"])
                 if "/" in name:
                     continue
                 found[(version, str(r["kind"]))] = Resource(
-                    version,
-                    str(r["kind"]),
-                    name,
-                    bool(r.get("namespaced")),
-                    frozenset(subs.get(name, set())),
+                    version, str(r["kind"]), name, bool(r.get("namespaced"))
                 )
         with self._lock:
             self._by_kind = found
-            self._versions = versions
 
     def _fetch(self, version: str) -> dict[str, Any]:
         path = "/api/v1" if version == "v1" else f"/apis/{version}"

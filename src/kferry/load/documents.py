@@ -24,8 +24,6 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 STR_TAG = "tag:yaml.org,2002:str"
-MAP_TAG = "tag:yaml.org,2002:map"
-SEQ_TAG = "tag:yaml.org,2002:seq"
 NULL_TAG = "tag:yaml.org,2002:null"
 
 

@@ -108,9 +108,6 @@ class Reference:
             out += f"@{self.digest}"
         return out
 
-    def with_tag(self, tag: str | None) -> Reference:
-        return Reference(self.domain, self.path, tag, self.digest)
-
     def with_digest(self, digest: str | None) -> Reference:
         return Reference(self.domain, self.path, self.tag, digest)
 

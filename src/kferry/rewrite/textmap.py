@@ -20,7 +20,6 @@ why it is written here.
 
 from __future__ import annotations
 
-import bisect
 import re
 
 import yaml
@@ -57,9 +56,6 @@ class LineIndex:
 
     def offset(self, line: int, column: int) -> int:
         return self.starts[line] + column
-
-    def line_of(self, offset: int) -> int:
-        return bisect.bisect_right(self.starts, offset) - 1
 
     def line_end(self, line: int) -> int:
         """Offset just after the line's newline (or the end of the text)."""

@@ -91,11 +91,6 @@ SWAPPED_GROUPS = frozenset({"serving.kubeflow.org"})
 CONFIGURATION_REASONS = frozenset({"RevisionFailed", "RevisionDeleted"})
 ROUTE_REASONS = frozenset({"RevisionMissing"})
 
-# Deployment modes whose failures come from a Deployment rather than Knative ([isvc],
-# kserve/kserve pkg/constants: RawDeployment is the deprecated name of Standard).
-RAW_MODES = frozenset({"RawDeployment", "Standard"})
-DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-
 # Default Deployment spec.progressDeadlineSeconds; KServe does not set it [deploy].
 PROGRESS_DEADLINE = timedelta(seconds=600)
 

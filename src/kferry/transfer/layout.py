@@ -117,10 +117,6 @@ class LayoutWriter:
                     name, manifest.descriptor(), {REF_NAME: name, CONTAINERD_NAME: name}
                 )
 
-    def name_for(self, source: Reference) -> Reference:
-        """Images are stored under their source reference."""
-        return source
-
     def _lock_for(self, digest: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(digest, threading.Lock())

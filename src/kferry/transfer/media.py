@@ -53,7 +53,6 @@ class Descriptor:
     digest: str
     size: int
     platform: str | None = None  # "linux/amd64[/v8]" for index entries
-    urls: tuple[str, ...] = ()
 
     @property
     def foreign(self) -> bool:
@@ -73,10 +72,6 @@ class Manifest:
     children: tuple[Descriptor, ...] = ()  # index entries (manifests)
     blobs: tuple[Descriptor, ...] = ()  # config and layers
     annotations: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_TYPES
 
     @property
     def size(self) -> int:
@@ -103,7 +98,6 @@ def _descriptor(d: Any, where: str) -> Descriptor:
         digest=str(d["digest"]),
         size=int(d["size"]),
         platform=_platform(d.get("platform")),
-        urls=tuple(d.get("urls") or ()),
     )
 
 

@@ -36,7 +36,6 @@ RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 if isinstance(getattr(_http11.HTTP11Connection, "READ_NUM_BYTES", None), int):
     _http11.HTTP11Connection.READ_NUM_BYTES = max(_http11.HTTP11Connection.READ_NUM_BYTES, 1 << 20)
 DOCKER_HUB_API = "registry-1.docker.io"
-STREAM_CHUNK = 1 << 20  # 1 MiB reads: constant memory whatever the blob size
 
 
 class RegistryError(KferryError):
