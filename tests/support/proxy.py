@@ -195,10 +195,6 @@ class FlakyProxy:
         pattern = self._pattern(path)
         self._add(_Fault("drop_request", 0, None, count, None, method, pattern, after_bytes))
 
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     def _take(self, kinds: tuple[FaultKind, ...], method: str, path: str) -> _Fault | None:
         now = time.monotonic()
         with self._lock:
@@ -235,10 +231,6 @@ class FlakyProxy:
         """How many requests met an injected fault."""
         with self._lock:
             return sum(1 for r in self._requests if r.fault is not None)
-
-    def reset_stats(self) -> None:
-        with self._lock:
-            self._requests.clear()
 
 
 # What the ``make_flaky_proxy`` fixture returns: a FlakyProxy in front of a registry.

@@ -214,11 +214,6 @@ class RegistryAuth(httpx.Auth):
         self._basic = False
         self._tokens: dict[str, str] = {}
         self._scopes: dict[str, dict[str, set[str]]] = {}
-        self.token_requests = 0
-
-    @property
-    def _has_credentials(self) -> bool:
-        return self.username is not None and self.password is not None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         key = _scope_key(request.url.path)
@@ -248,7 +243,6 @@ class RegistryAuth(httpx.Auth):
                 resource, _, actions = scope.rpartition(":")
                 wanted.setdefault(resource, set()).update(a for a in actions.split(",") if a)
             scopes = [f"{res}:{','.join(sorted(acts))}" for res, acts in sorted(wanted.items())]
-            self.token_requests += 1
         query: list[tuple[str, str | int | float | bool | None]] = []
         if "service" in params:
             query.append(("service", params["service"]))

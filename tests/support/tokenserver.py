@@ -245,10 +245,6 @@ class TokenServer:
         with self._lock:
             return list(self._requests)
 
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
     # -- tokens
 
     def grant(
