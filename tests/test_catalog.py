@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from kferry.catalog import load_catalog
-from kferry.catalog.model import name_matches, parse_version
+from kferry.catalog.defaults import parse_version
+from kferry.catalog.model import name_matches
 from kferry.name import parse
 
 
-def test_every_default_rule_names_a_valid_image_and_cites_a_source() -> None:
+def test_every_default_rule_names_a_valid_image_and_cites_every_tag_it_covers() -> None:
     catalog = load_catalog()
     assert catalog.defaults
     for entry in catalog.defaults:
-        assert entry.images and entry.rules, entry.id
+        assert entry.component.images and entry.rules, entry.id
         for rule in entry.rules:
-            parse(rule.image.replace("{tag}", "v1.0.0"))
-            assert re.match(r"^[\w.-]+/[\w.-]+", rule.source), (entry.id, rule.source)
+            if rule.image is not None:
+                parse(rule.image.replace("{tag}", "v1.0.0"))
+            # read at the tags themselves, both ends included: no "unverified" rule
+            assert rule.at, (entry.id, rule.span)
+            assert rule.at[0][0] == rule.first and rule.at[-1][0] == rule.last, rule.span
+            for tag, where in rule.at:
+                assert re.fullmatch(r"[\w./-]+:\d+|[\w./-]+", where.split(" ")[0]), where
+                cite = rule.citation(parse_version(tag))
+                assert re.match(rf"^[\w.-]+/[\w.-]+@{re.escape(tag)} ", cite), cite
+        assert entry.override is not None and entry.override.source, entry.id
+        assert "unverified" not in repr(entry).lower(), entry.id
 
 
 def test_every_composed_recipe_cites_a_source() -> None:
@@ -26,37 +34,16 @@ def test_every_composed_recipe_cites_a_source() -> None:
         assert re.match(r"^[\w.-]+/[\w.-]+@", recipe.source), recipe.id
 
 
-@pytest.mark.parametrize(
-    ("entry", "tag", "want"),
-    [
-        ("training-operator-pytorch-init", "760ac1171dd30039a7363ffa03c77454bd714da5", None),
-        ("training-operator-pytorch-init", "v1-e1434f6", "alpine:3.10"),
-        ("training-operator-pytorch-init", "v1.8.1", "alpine:3.10"),
-        (
-            "training-operator-mpi-kubectl-delivery",
-            "v1-855e096",
-            "mpioperator/kubectl-delivery:latest",
-        ),
-        (
-            "training-operator-mpi-kubectl-delivery",
-            "v1-04f9f13",
-            "kubeflow/kubectl-delivery:latest",
-        ),
-        ("kfp-v2-launcher", "1.7.0", None),
-        ("kfp-v2-launcher", "2.3.0", "gcr.io/ml-pipeline/kfp-launcher@sha256:"),
-        ("tensorboard-server-image", "v1.4", "tensorflow/tensorflow:2.1.0"),
-        ("tensorboard-server-image", "v1.9.2", None),
-        ("pvcviewer-default-viewer", "v1.7.0", None),
-        ("pvcviewer-default-viewer", "v1.10.0", "filebrowser/filebrowser:latest"),
-    ],
-)
-def test_rules_follow_the_component_version(entry: str, tag: str, want: str | None) -> None:
-    e = next(d for d in load_catalog().defaults if d.id == entry)
-    rule = e.rule_for(tag)
-    if want is None:
-        assert rule is None
-    else:
-        assert rule is not None and rule.image.startswith(want)
+def test_commit_tags_are_placed_on_the_release_line() -> None:
+    to = next(c for c in load_catalog().components if c.id == "training-operator")
+    # kubeflow/trainer@v1.3.0 and @v1.8.1 manifests/overlays/standalone/kustomization.yaml
+    v130 = parse_version("1.3.0")
+    assert to.place("760ac1171dd30039a7363ffa03c77454bd714da5") == (v130, "commit")
+    assert to.place("v1-04f9f13") == (parse_version("1.8.1"), "commit")
+    assert to.place("v1-3f15cb8") == (parse_version("1.9.2"), "commit")
+    assert to.place("v1-abcdef1") == (None, "unplaced")
+    assert to.place("v1.9.4") == (parse_version("1.9.4"), "tag")
+    assert to.place("latest") == (None, "unplaced")
 
 
 def test_versions_and_hashed_names() -> None:

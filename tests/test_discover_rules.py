@@ -411,18 +411,39 @@ def deployment(name: str, image: str, extra: str = "") -> str:
 
 
 def test_compiled_default_used_unless_overridden_by_env_from_configmap() -> None:
-    plain = found(deployment("tb", "public.ecr.aws/j1r0q0g6/notebooks/tensorboard-controller:v1.4"))
-    assert plain["docker.io/tensorflow/tensorflow:2.1.0"][0][0] == "Deployment/kubeflow/tb"
-    assert plain["docker.io/tensorflow/tensorflow:2.1.0"][0][2] == "default"
+    # KFP 2.3.0 reads V2_LAUNCHER_IMAGE (kubeflow/pipelines@2.3.0 container.go:34)
+    api = "gcr.io/ml-pipeline/api-server:2.3.0"
+    launcher = (
+        "gcr.io/ml-pipeline/kfp-launcher@sha256:"
+        "bef55a344574a25c557256d7c66cb19edacfd2008d694e5b6bb5b612d59feae0"
+    )
+    plain = found(deployment("ml-pipeline", api))
+    assert plain[launcher][0][0] == "Deployment/kubeflow/ml-pipeline"
+    assert plain[launcher][0][2] == "default"
+    envfrom = (
+        "        envFrom:\n        - configMapRef: {name: kfp-config-7hd244gf2d}\n---\n"
+        + configmap("kfp-config-7hd244gf2d", {"V2_LAUNCHER_IMAGE": "reg.example/launcher:1"})
+    )
+    overridden = found(deployment("ml-pipeline", api, envfrom))
+    assert launcher not in overridden
+    assert "reg.example/launcher:1" in overridden
+    assert any(i.startswith("gcr.io/ml-pipeline/kfp-driver@") for i in overridden)
+
+
+def test_an_override_the_version_does_not_read_leaves_the_default() -> None:
+    # tensorboard-controller before v1.6 hard-codes the image and never reads
+    # TENSORBOARD_IMAGE (kubeflow/kubeflow@v1.4.0 tensorboard_controller.go:252)
+    tb = "public.ecr.aws/j1r0q0g6/notebooks/tensorboard-controller:v1.4"
     envfrom = (
         "        envFrom:\n        - configMapRef: {name: tb-config-7hd244gf2d}\n---\n"
         + configmap("tb-config-7hd244gf2d", {"TENSORBOARD_IMAGE": "tensorflow/tensorflow:2.5.1"})
     )
-    overridden = found(
-        deployment("tb", "public.ecr.aws/j1r0q0g6/notebooks/tensorboard-controller:v1.4", envfrom)
-    )
-    assert "docker.io/tensorflow/tensorflow:2.1.0" not in overridden
-    assert "docker.io/tensorflow/tensorflow:2.5.1" in overridden
+    got = found(deployment("tb", tb, envfrom))
+    assert got["docker.io/tensorflow/tensorflow:2.1.0"][0][2] == "default"
+    assert "docker.io/tensorflow/tensorflow:2.5.1" in got  # named, so mirrored too
+    # from v1.6 the env var is required and there is no compiled default at all
+    v16 = found(deployment("tb", tb.replace(":v1.4", ":v1.6.0"), envfrom))
+    assert "docker.io/tensorflow/tensorflow:2.1.0" not in v16
 
 
 def test_compiled_default_follows_the_controller_version_and_flag_override() -> None:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kferry.catalog import Catalog
 from kferry.discover import find_all
-from kferry.discover.model import Finding
+from kferry.discover.model import Assumption, Finding
 from kferry.errors import InputError
 from kferry.fix import FixChange, apply_fixes, enabled_fixes
 from kferry.load import Source, load_objects
@@ -34,6 +35,7 @@ class RewriteOutcome:
     fixes: list[FixChange] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    assumptions: list[Assumption] = field(default_factory=list)
 
 
 def join_sources(texts: Sequence[str]) -> str:
@@ -56,9 +58,11 @@ def rewrite_manifests(
     pin: bool = False,
     fix_on: Sequence[str] = (),
     fix_off: Sequence[str] = (),
+    catalog: Catalog | None = None,
 ) -> RewriteOutcome:
     objects, _ = load_objects(list(sources))
-    findings, problems, _ = find_all(objects)
+    found = find_all(objects, catalog)
+    findings, problems = found.findings, found.problems
     locators = locators_for(sources)
     targeter = Targeter(to, layout, lock, pin)
     edits = plan_edits(findings, targeter, locators)
@@ -93,6 +97,7 @@ def rewrite_manifests(
         problems=[
             f"{p.location.object} {p.location.path}: {p.error}: {p.written!r}" for p in problems
         ],
+        assumptions=found.assumptions,
     )
 
 

@@ -6,22 +6,32 @@ engines in :mod:`kferry.discover` (and later rewrite/fix) read this; they hold n
 names of their own.
 """
 
+from kferry.catalog.defaults import (
+    Choice,
+    Component,
+    DefaultEntry,
+    DefaultOverride,
+    DefaultRule,
+)
 from kferry.catalog.model import (
     Catalog,
     ComposedRecipe,
-    DefaultEntry,
-    DefaultRule,
     OptionalRule,
+    catalog_files,
     load_catalog,
     load_fixes,
 )
 
 __all__ = [
     "Catalog",
+    "Choice",
+    "Component",
     "ComposedRecipe",
     "DefaultEntry",
+    "DefaultOverride",
     "DefaultRule",
     "OptionalRule",
+    "catalog_files",
     "load_catalog",
     "load_fixes",
 ]

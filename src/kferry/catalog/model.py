@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -10,14 +12,16 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+
+from kferry.catalog.defaults import (
+    CatalogError,
+    Component,
+    DefaultEntry,
+    parse_defaults,
+)
+from kferry.errors import InputError
 
 _HASH_SUFFIX = re.compile(r"-[a-z0-9]{10}$")
-
-
-class CatalogError(ValueError):
-    """A catalog file that does not follow its schema (a bug in kferry's data)."""
 
 
 def name_matches(pattern: str, name: str) -> bool:
@@ -25,14 +29,6 @@ def name_matches(pattern: str, name: str) -> bool:
     return name == pattern or (
         name.startswith(pattern) and _HASH_SUFFIX.fullmatch(name[len(pattern) :]) is not None
     )
-
-
-def parse_version(tag: str) -> Version | None:
-    """``v1.9.2`` / ``2.0.0-alpha.5`` -> Version; commit tags (``v1-04f9f13``) -> None."""
-    try:
-        return Version(tag[1:] if tag[:1] in "vV" else tag)
-    except InvalidVersion:
-        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,47 +68,6 @@ class ComposedRecipe:
 
 
 @dataclass(frozen=True, slots=True)
-class DefaultRule:
-    image: str
-    source: str
-    versions: SpecifierSet | None = None
-    tags: tuple[str, ...] = ()
-
-    def applies(self, tag: str | None) -> bool:
-        if tag is None:
-            return False
-        if tag in self.tags:
-            return True
-        if self.versions is None:
-            return False
-        version = parse_version(tag)
-        return version is not None and self.versions.contains(version, prereleases=True)
-
-
-@dataclass(frozen=True, slots=True)
-class DefaultEntry:
-    id: str
-    component: str
-    kinds: tuple[str, ...]
-    images: tuple[str, ...]
-    override_env: str | None
-    override_arg: str | None
-    override_is_image: bool
-    optional: str | None
-    note: str
-    rules: tuple[DefaultRule, ...]
-
-    def detects(self, repository_path: str) -> bool:
-        return any(
-            repository_path == suffix or repository_path.endswith("/" + suffix)
-            for suffix in self.images
-        )
-
-    def rule_for(self, tag: str | None) -> DefaultRule | None:
-        return next((r for r in self.rules if r.applies(tag)), None)
-
-
-@dataclass(frozen=True, slots=True)
 class Catalog:
     documentation_kinds: frozenset[str]
     skipped_kinds: frozenset[str]
@@ -120,6 +75,8 @@ class Catalog:
     optional: tuple[OptionalRule, ...]
     composed: tuple[ComposedRecipe, ...]
     defaults: tuple[DefaultEntry, ...]
+    components: tuple[Component, ...] = ()
+    files: tuple[str, ...] = ()  # site catalog files read on top of the built-in data
 
     def optional_reason(self, kind: str, name: str, path: str) -> str | None:
         for rule in self.optional:
@@ -167,41 +124,6 @@ def _composed(entry: dict[str, Any], where: str) -> ComposedRecipe:
     )
 
 
-def _default(entry: dict[str, Any], where: str) -> DefaultEntry:
-    detect = _req(entry, "detect", where)
-    override = entry.get("override") or {}
-    rules = []
-    for i, rule in enumerate(_req(entry, "rules", where)):
-        rwhere = f"{where} rules[{i}]"
-        spec = rule.get("versions")
-        try:
-            versions = SpecifierSet(str(spec)) if spec else None
-        except InvalidSpecifier as exc:
-            raise CatalogError(f"{rwhere}: {exc}") from None
-        if versions is None and not rule.get("tags"):
-            raise CatalogError(f"{rwhere}: needs 'versions' or 'tags'")
-        rules.append(
-            DefaultRule(
-                image=_req(rule, "image", rwhere),
-                source=_req(rule, "source", rwhere),
-                versions=versions,
-                tags=_tuple(rule.get("tags")),
-            )
-        )
-    return DefaultEntry(
-        id=_req(entry, "id", where),
-        component=entry.get("component", ""),
-        kinds=_tuple(detect.get("kinds") or ["Deployment", "StatefulSet", "DaemonSet"]),
-        images=_tuple(_req(detect, "images", where + " detect")),
-        override_env=override.get("env"),
-        override_arg=override.get("arg"),
-        override_is_image=override.get("value", "image") == "image",
-        optional=entry.get("optional"),
-        note=entry.get("note", ""),
-        rules=tuple(rules),
-    )
-
-
 def _read(name: str) -> dict[str, Any]:
     text = resources.files("kferry.catalog").joinpath("data", name).read_text("utf-8")
     data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -210,12 +132,50 @@ def _read(name: str) -> dict[str, Any]:
     return data
 
 
+CATALOG_ENV = "KFERRY_CATALOG"
+
+
+def catalog_files(given: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Site catalog files: ``KFERRY_CATALOG`` (``os.pathsep``-separated) then ``--catalog``."""
+    env = [p for p in os.environ.get(CATALOG_ENV, "").split(os.pathsep) if p]
+    return (*env, *given)
+
+
+def load_catalog(files: tuple[str, ...] = ()) -> Catalog:
+    """The built-in catalog, with the site's files on top (each adds or replaces by id).
+
+    A site file that cannot be read or does not follow the schema is an
+    :class:`~kferry.errors.InputError` naming the file and the entry.
+    """
+    base = _builtin()
+    if not files:
+        return base
+    components, defaults = base.components, base.defaults
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise InputError(f"--catalog {path}: {exc.strerror or exc}") from None
+        try:
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark is not None else ""
+            raise InputError(f"{path}{line}: not valid YAML") from None
+        try:
+            components, defaults = parse_defaults(data, path, components, defaults)
+        except CatalogError as exc:
+            raise InputError(str(exc)) from None
+    return dataclasses.replace(base, components=components, defaults=defaults, files=tuple(files))
+
+
 @cache
-def load_catalog() -> Catalog:
+def _builtin() -> Catalog:
     """The built-in catalog (read once per process)."""
     disc = _read("discovery.yaml")
     comp = _read("composed.yaml")
-    dflt = _read("defaults.yaml")
+    components, defaults = parse_defaults(_read("defaults.yaml"), "catalog/data/defaults.yaml")
     optional = tuple(
         OptionalRule(
             kind=_req(o, "kind", f"discovery.yaml optional[{i}]"),
@@ -235,10 +195,8 @@ def load_catalog() -> Catalog:
             _composed(e, f"composed.yaml composed[{i}]")
             for i, e in enumerate(comp.get("composed") or [])
         ),
-        defaults=tuple(
-            _default(e, f"defaults.yaml defaults[{i}]")
-            for i, e in enumerate(dflt.get("defaults") or [])
-        ),
+        defaults=defaults,
+        components=components,
     )
 
 

@@ -8,32 +8,41 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from kferry.catalog import Catalog
+from kferry.cli.options import catalog_from, catalog_option
 from kferry.cli.output import OUTPUT_CHOICES, print_json, stdout_console, warn
-from kferry.discover import Inventory, discover
+from kferry.discover import Assumption, Inventory, discover
 from kferry.errors import InputError
 from kferry.load import Source, load_objects, read_sources
 
 
-def inventory_from(paths: tuple[str, ...]) -> tuple[Inventory, int]:
+def inventory_from(paths: tuple[str, ...], catalog: Catalog | None = None) -> tuple[Inventory, int]:
     """Load and discover; warnings go to stderr. Returns the inventory and object count."""
     if not paths:
         if sys.stdin.isatty():
             raise InputError("no input: give rendered YAML files, a kustomize directory or '-'")
         paths = ("-",)
-    return inventory_of(read_sources(paths))
+    return inventory_of(read_sources(paths), catalog)
 
 
-def inventory_of(sources: list[Source]) -> tuple[Inventory, int]:
+def inventory_of(sources: list[Source], catalog: Catalog | None = None) -> tuple[Inventory, int]:
     """Discover in sources already read; warnings go to stderr."""
     objects, warnings = load_objects(sources)
     for w in warnings:
         warn(w)
-    inventory = discover(objects)
+    inventory = discover(objects, catalog)
     for p in inventory.problems:
         warn(f"{p.location.object} {p.location.path}: {p.error}: {p.written!r}")
     for note in inventory.notes:
         warn(note)
+    warn_assumptions(inventory.assumptions)
     return inventory, len(objects)
+
+
+def warn_assumptions(assumptions: list[Assumption]) -> None:
+    """One stderr line per component whose version no catalog rule covers."""
+    for a in assumptions:
+        warn(a.message())
 
 
 @click.command()
@@ -47,7 +56,8 @@ def inventory_of(sources: list[Source]) -> tuple[Inventory, int]:
     help="table for people, list (one canonical reference per line) or json.",
 )
 @click.option("--why", is_flag=True, help="List every place each image was found.")
-def images(paths: tuple[str, ...], output: str, why: bool) -> None:
+@catalog_option
+def images(paths: tuple[str, ...], output: str, why: bool, catalogs: tuple[str, ...]) -> None:
     """List every image the manifests need, with where it was found.
 
     PATH is a rendered YAML file (.gz is fine), a kustomize directory, or - for stdin.
@@ -55,7 +65,7 @@ def images(paths: tuple[str, ...], output: str, why: bool) -> None:
     images (istio hub/tag, KServe image+version, KFP profile controller) and images that
     controllers pull by compiled-in default.
     """
-    inventory, count = inventory_from(paths)
+    inventory, count = inventory_from(paths, catalog_from(catalogs))
     if output == "json":
         print_json([img.to_json() for img in inventory.images])
         return
@@ -74,6 +84,8 @@ def images(paths: tuple[str, ...], output: str, why: bool) -> None:
                 line.append(loc.path)
                 if loc.optional:
                     line.append(f"  [optional: {loc.optional}]", style="yellow")
+                if loc.assumed:
+                    line.append(f"  [assumed: rule of {loc.rule_version}]", style="yellow")
                 console.print(line, overflow="fold")
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")

@@ -16,6 +16,7 @@ from kferry.errors import KferryError
 # (the cluster commands pull in lightkube, which would otherwise cost every command 0.25 s)
 COMMANDS = {
     "images": "kferry.cli.images:images",
+    "catalog": "kferry.cli.catalog:catalog",
     "plan": "kferry.cli.transfer:plan_cmd",
     "mirror": "kferry.cli.transfer:mirror",
     "bundle": "kferry.cli.transfer:bundle",

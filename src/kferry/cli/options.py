@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from kferry.catalog import Catalog, catalog_files, load_catalog
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -19,3 +21,20 @@ def kube_options(func: F) -> F:
         help="Kubeconfig (default $KUBECONFIG or ~/.kube/config).",
     )(func)
     return click.option("--context", help="Kubeconfig context.")(func)
+
+
+def catalog_option(func: F) -> F:
+    """``--catalog FILE`` (repeatable; also ``KFERRY_CATALOG``): a site's own defaults."""
+    return click.option(
+        "--catalog",
+        "catalogs",
+        multiple=True,
+        metavar="FILE",
+        help="Catalog file of compiled-in defaults (same schema as kferry's own; adds or "
+        "replaces entries by id). Repeatable; also KFERRY_CATALOG (':'-separated).",
+    )(func)
+
+
+def catalog_from(catalogs: tuple[str, ...]) -> Catalog:
+    """The built-in catalog with KFERRY_CATALOG and ``--catalog`` files on top."""
+    return load_catalog(catalog_files(catalogs))

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from kferry.atomic import atomic_write
-from kferry.cli.images import inventory_from, inventory_of
+from kferry.cli.images import inventory_from, inventory_of, warn_assumptions
+from kferry.cli.options import catalog_from, catalog_option
 from kferry.cli.output import stdout_console, warn
 from kferry.cli.transfer import (
     copying,
@@ -36,8 +37,12 @@ from kferry.plan.nodes import containerd_hosts, crio_registries, source_hosts
 from kferry.transfer.copy import ImageResult
 
 
-def _report(outcome: RewriteOutcome, to: Destination, quiet: bool = False) -> None:
+def _report(
+    outcome: RewriteOutcome, to: Destination, quiet: bool = False, assumptions: bool = True
+) -> None:
     """What changed, on stderr (stdout may be the manifests)."""
+    if assumptions and not quiet:
+        warn_assumptions(outcome.assumptions)
     lines = [f"rewrote {outcome.references} image references to {to}"]
     for f in outcome.overridden:
         ov = f.override
@@ -56,9 +61,14 @@ def _report(outcome: RewriteOutcome, to: Destination, quiet: bool = False) -> No
         lines.append(f"note: {note}")
     for f in outcome.needs_mirror_config:
         assert f.reference is not None
+        why = (
+            f"and this version does not read {f.ignored_override}"
+            if f.ignored_override
+            else "and offers no override"
+        )
         lines.append(
             f"needs node mirror configuration: {f.reference.canonical} ({f.location.object} "
-            f"pulls it by compiled-in default and offers no override); see kferry mirror-config"
+            f"pulls it by compiled-in default {why}); see kferry mirror-config"
         )
     for p in outcome.problems:
         lines.append(f"warning: {p}")
@@ -102,6 +112,7 @@ def _write(text: str, out: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write here (atomically) instead of stdout.",
 )
+@catalog_option
 def rewrite(
     paths: tuple[str, ...],
     to: str,
@@ -112,6 +123,7 @@ def rewrite(
     fix_off: tuple[str, ...],
     pull_secret: str | None,
     out: Path | None,
+    catalogs: tuple[str, ...],
 ) -> None:
     """Point every image reference at the private registry, and apply the known fixes.
 
@@ -127,7 +139,10 @@ def rewrite(
     sources = read_sources(paths or ("-",))
     if pull_secret:
         fix_on = (*fix_on, f"pull-secret={pull_secret}")
-    outcome = rewrite_manifests(sources, dest, layout, lock_entries, pin_digests, fix_on, fix_off)
+    catalog = catalog_from(catalogs)
+    outcome = rewrite_manifests(
+        sources, dest, layout, lock_entries, pin_digests, fix_on, fix_off, catalog
+    )
     _write(outcome.text, out)
     _report(outcome, dest)
 
@@ -150,6 +165,7 @@ def rewrite(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory to write (containerd: DIR/<host>/hosts.toml).",
 )
+@catalog_option
 def mirror_config(
     images: tuple[str, ...],
     files: tuple[str, ...],
@@ -159,6 +175,7 @@ def mirror_config(
     fmt: str,
     ca_path: str | None,
     out: Path | None,
+    catalogs: tuple[str, ...],
 ) -> None:
     """Registry mirror configuration for the nodes (containerd hosts.toml or CRI-O)."""
     dest = Destination.parse(to)
@@ -166,7 +183,7 @@ def mirror_config(
     for f in files:
         refs += read_image_list(f)
     if from_paths:
-        inventory, _ = inventory_from(tuple(from_paths))
+        inventory, _ = inventory_from(tuple(from_paths), catalog_from(catalogs))
         refs += [img.reference for img in inventory.images]
     hosts = [h for h in source_hosts(refs) if h != dest.registry]
     if fmt == "containerd":
@@ -216,6 +233,7 @@ def mirror_config(
     help="Rewritten manifests.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@catalog_option
 @click.pass_context
 def airgap(
     ctx: click.Context,
@@ -237,6 +255,7 @@ def airgap(
     pin_digests: bool,
     out: Path,
     as_json: bool,
+    catalogs: tuple[str, ...],
 ) -> None:
     """Discover, copy (or bundle), rewrite and fix in one command.
 
@@ -246,7 +265,8 @@ def airgap(
         raise InputError("--bundle and --load exclude each other")
     dest = Destination.parse(to)
     sources = read_sources(paths)
-    inventory = inventory_of(sources)[0] if not bundle_in else None
+    catalog = catalog_from(catalogs)
+    inventory = inventory_of(sources, catalog)[0] if not bundle_in else None
     lock_path = out.parent / LOCK_NAME
     results: list[ImageResult]
     if bundle_in is not None:
@@ -277,12 +297,12 @@ def airgap(
     outcome: RewriteOutcome | None = None
     if not failed:
         outcome = rewrite_manifests(
-            sources, dest, layout, read_lock(lock_path), pin_digests, fix_on, fix_off
+            sources, dest, layout, read_lock(lock_path), pin_digests, fix_on, fix_off, catalog
         )
         atomic_write(out, outcome.text.encode())
     code = summarise(results, "json" if as_json else "table", lock_written)
     if outcome is not None:
-        _report(outcome, dest)
+        _report(outcome, dest, assumptions=inventory is None)  # else said by inventory_of
         if not as_json:
             stdout_console().print(f"manifests: {out}", style="dim")
     else:

@@ -5,6 +5,16 @@
 """
 
 from kferry.discover.engine import discover, find_all, group
-from kferry.discover.model import Finding, Image, Inventory, Location, Part
+from kferry.discover.model import Assumption, Finding, Image, Inventory, Location, Part
 
-__all__ = ["Finding", "Image", "Inventory", "Location", "Part", "discover", "find_all", "group"]
+__all__ = [
+    "Assumption",
+    "Finding",
+    "Image",
+    "Inventory",
+    "Location",
+    "Part",
+    "discover",
+    "find_all",
+    "group",
+]

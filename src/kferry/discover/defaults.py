@@ -1,17 +1,26 @@
 """Images controllers pull by compiled-in default (group c), from ``catalog/data/defaults.yaml``.
 
-A catalog entry recognises a controller by its container image and picks a rule by that
-image's tag. The default is reported only when the manifests do not override it (the env var
-on the container, directly or through a ConfigMap, or the flag in its args/command).
+A catalog component recognises a controller by its container image; its version is the
+image's tag, or the release a commit tag stands for. Each default entry picks the rule that
+covers that version; a version no rule covers gets the nearest older rule, and an
+:class:`~kferry.discover.model.Assumption` that the commands print. The default is left out
+only when the manifests override it (the env var on the container, directly or through a
+ConfigMap, or the flag in its args/command) *and* that version of the controller reads the
+override; where it does not, setting it changes nothing and the finding carries no override,
+so rewrite reports the image as needing node mirror configuration.
 """
 
 from __future__ import annotations
 
-import yaml
+from dataclasses import dataclass
 
-from kferry.catalog import Catalog, DefaultEntry
+import yaml
+from packaging.version import Version
+
+from kferry.catalog import Catalog, DefaultEntry, DefaultOverride
+from kferry.catalog.defaults import parse_version
 from kferry.discover.heuristics import flag_name
-from kferry.discover.model import Finding, Location, Override
+from kferry.discover.model import Assumption, Finding, Location, Override
 from kferry.discover.objects import Container, ObjectIndex, containers
 from kferry.load.documents import mapping_get, scalar_str
 from kferry.name import try_parse
@@ -34,26 +43,31 @@ def _has_flag(container: Container, flag: str) -> bool:
     return False
 
 
-def _overridden(entry: DefaultEntry, container: Container, index: ObjectIndex) -> bool:
-    if entry.override_arg and _has_flag(container, entry.override_arg):
-        return True
-    return bool(entry.override_env and entry.override_env in index.env(container))
+def _overridden(override: DefaultOverride, container: Container, index: ObjectIndex) -> bool:
+    """The manifests set the override (whether the controller reads it is asked separately)."""
+    if override.kind == "arg":
+        return _has_flag(container, override.name)
+    return override.name in index.env(container)
 
 
-def _override(entry: DefaultEntry, container: Container) -> Override | None:
+def _override(override: DefaultOverride | None, container: Container) -> Override | None:
     """Where the image itself can be given instead of the default (None: nowhere)."""
-    if not entry.override_is_image:
+    if override is None or not override.is_image:
         return None
-    if entry.override_env:
-        return Override("env", entry.override_env, container.node)
-    if entry.override_arg:
-        return Override("arg", entry.override_arg, container.node)
-    return None
+    return Override(override.kind, override.name, container.node)
 
 
-def compiled_defaults(catalog: Catalog, index: ObjectIndex) -> list[Finding]:
+def compiled_defaults(
+    catalog: Catalog, index: ObjectIndex
+) -> tuple[list[Finding], list[Assumption]]:
+    """Default images of every known controller, and the versions no rule covers."""
     findings: list[Finding] = []
-    kinds = {k for entry in catalog.defaults for k in entry.kinds}
+    assumptions: list[Assumption] = []
+    by_component: dict[str, list[DefaultEntry]] = {}
+    for entry in catalog.defaults:
+        by_component.setdefault(entry.component.id, []).append(entry)
+    components = [c for c in catalog.components if c.id in by_component]
+    kinds = {k for c in components for k in c.kinds}
     for obj in index.objects:
         if obj.kind not in kinds:
             continue
@@ -62,25 +76,143 @@ def compiled_defaults(catalog: Catalog, index: ObjectIndex) -> list[Finding]:
             ref = try_parse(image) if image else None
             if ref is None:
                 continue
-            for entry in catalog.defaults:
-                if obj.kind not in entry.kinds or not entry.detects(ref.path):
+            for component in components:
+                if obj.kind not in component.kinds or not component.detects(ref.path):
                     continue
-                rule = entry.rule_for(ref.tag)
-                if rule is None or _overridden(entry, container, index):
+                version, placed = component.place(ref.tag)
+                added: list[str] = []
+                assumed_at: list[str] = []
+                any_assumed = False
+                for entry in by_component[component.id]:
+                    choice = entry.choose(version)
+                    any_assumed = any_assumed or choice.assumed
+                    rule = choice.rule
+                    if rule is None:
+                        continue
+                    if choice.assumed:
+                        assumed_at.append(rule.last)
+                    # a version the catalog cannot place behaves like the rule assumed
+                    effective = version if version is not None else rule.last_version
+                    reads = entry.override is not None and entry.override.read_by(effective)
+                    if rule.image is None:
+                        continue
+                    if reads and _overridden(entry.override, container, index):  # type: ignore[arg-type]
+                        continue
+                    text = rule.image.replace("{tag}", ref.tag or "")
+                    default = try_parse(text)
+                    if default is None:  # a catalog bug; the catalog test catches it
+                        continue
+                    location = Location(
+                        object=obj.ref,
+                        path=f"{container.path} compiled default: {rule.citation(version)}",
+                        how="default",
+                        optional=entry.optional,
+                        note=entry.note,
+                        owner=obj,
+                        assumed=choice.assumed,
+                        rule_version=rule.last if choice.assumed else None,
+                    )
+                    override = _override(entry.override, container) if reads else None
+                    ignored = (
+                        entry.override.name
+                        if entry.override is not None and entry.override.is_image and not reads
+                        else None
+                    )
+                    findings.append(
+                        Finding(
+                            text, default, location, override=override, ignored_override=ignored
+                        )
+                    )
+                    if choice.assumed:
+                        added.append(default.canonical)
+                if any_assumed:
+                    assumptions.append(
+                        Assumption(
+                            component=component.name,
+                            object=obj.ref,
+                            seen=ref.tag or (f"@{ref.digest}" if ref.digest else "(no tag)"),
+                            placed=placed if version is None else "tag",
+                            rule_version=max(assumed_at, key=_order) if assumed_at else None,
+                            images=tuple(dict.fromkeys(added)),
+                        )
+                    )
+    return findings, assumptions
+
+
+def _order(tag: str) -> Version:
+    return parse_version(tag) or Version("0")
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """How the catalog covers one controller container of a render.
+
+    ``status``: ``exact`` (every default entry has a rule for the version), ``assumed`` (some
+    entry falls back to the nearest older or newest rule), ``none`` (no rule older than the
+    version: nothing is assumed), ``unknown`` (a workload no catalog component recognises).
+    """
+
+    object: str
+    container: str
+    image: str
+    component: str | None
+    version: str | None
+    status: str
+    rules: tuple[str, ...] = ()  # "entry-id: span" of the rule used per entry
+
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def coverage(catalog: Catalog, index: ObjectIndex) -> list[Coverage]:
+    """Every workload container of a render, and how the catalog covers it."""
+    by_component: dict[str, list[DefaultEntry]] = {}
+    for entry in catalog.defaults:
+        by_component.setdefault(entry.component.id, []).append(entry)
+    components = [c for c in catalog.components if c.id in by_component]
+    out: list[Coverage] = []
+    for obj in index.objects:
+        if obj.kind not in WORKLOAD_KINDS:
+            continue
+        for container in containers(obj):
+            image = scalar_str(mapping_get(container.node, "image"))
+            ref = try_parse(image) if image else None
+            if ref is None:
+                continue
+            matched = False
+            for component in components:
+                if obj.kind not in component.kinds or not component.detects(ref.path):
                     continue
-                text = rule.image.replace("{tag}", ref.tag or "")
-                default = try_parse(text)
-                if default is None:  # a catalog bug; the catalog test catches it
-                    continue
-                location = Location(
-                    object=obj.ref,
-                    path=f"{container.path} compiled default: {rule.source}",
-                    how="default",
-                    optional=entry.optional,
-                    note=entry.note,
-                    owner=obj,
+                matched = True
+                version, _ = component.place(ref.tag)
+                statuses = []
+                rules = []
+                for entry in by_component[component.id]:
+                    choice = entry.choose(version)
+                    if choice.rule is None:
+                        statuses.append("none")
+                        rules.append(f"{entry.id}: no rule")
+                        continue
+                    statuses.append("assumed" if choice.assumed else "exact")
+                    rules.append(f"{entry.id}: {choice.rule.span}")
+                status = (
+                    "none"
+                    if all(s == "none" for s in statuses)
+                    else "exact"
+                    if all(s == "exact" for s in statuses)
+                    else "assumed"
                 )
-                findings.append(
-                    Finding(text, default, location, override=_override(entry, container))
+                out.append(
+                    Coverage(
+                        object=obj.ref,
+                        container=container.name,
+                        image=ref.canonical,
+                        component=component.name,
+                        version=str(version) if version is not None else None,
+                        status=status,
+                        rules=tuple(rules),
+                    )
                 )
-    return findings
+            if not matched:
+                out.append(Coverage(obj.ref, container.name, ref.canonical, None, None, "unknown"))
+    return out

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from kferry.catalog import Catalog, load_catalog
 from kferry.discover.composed import Composer
-from kferry.discover.defaults import compiled_defaults
+from kferry.discover.defaults import Coverage, compiled_defaults, coverage
 from kferry.discover.embedded import EmbeddedCache
-from kferry.discover.model import Finding, Image, Inventory
+from kferry.discover.model import Assumption, Finding, Image, Inventory
 from kferry.discover.objects import ObjectIndex
 from kferry.discover.walker import ObjectWalker
 from kferry.load.documents import KubeObject
 
 
-def find_all(
-    objects: Iterable[KubeObject], catalog: Catalog | None = None
-) -> tuple[list[Finding], list[Finding], list[str]]:
-    """Every finding (valid references), every problem (invalid ones) and notes."""
+@dataclass(slots=True)
+class Found:
+    """Every finding (valid references), every problem (invalid ones), notes, assumptions."""
+
+    findings: list[Finding]
+    problems: list[Finding]
+    notes: list[str]
+    assumptions: list[Assumption]
+
+
+def find_all(objects: Iterable[KubeObject], catalog: Catalog | None = None) -> Found:
+    """Every finding (valid references), every problem (invalid ones), notes, assumptions."""
     catalog = catalog or load_catalog()
     index = ObjectIndex(objects)
     cache = EmbeddedCache()
@@ -30,8 +39,9 @@ def find_all(
         walker.run()
         findings.extend(walker.findings)
         problems.extend(walker.problems)
-    findings.extend(compiled_defaults(catalog, index))
-    return findings, problems, composer.notes
+    defaults, assumptions = compiled_defaults(catalog, index)
+    findings.extend(defaults)
+    return Found(findings, problems, composer.notes, assumptions)
 
 
 def group(findings: Iterable[Finding]) -> list[Image]:
@@ -52,5 +62,10 @@ def group(findings: Iterable[Finding]) -> list[Image]:
 
 
 def discover(objects: Iterable[KubeObject], catalog: Catalog | None = None) -> Inventory:
-    findings, problems, notes = find_all(objects, catalog)
-    return Inventory(group(findings), problems, notes)
+    found = find_all(objects, catalog)
+    return Inventory(group(found.findings), found.problems, found.notes, found.assumptions)
+
+
+def check_coverage(objects: Iterable[KubeObject], catalog: Catalog | None = None) -> list[Coverage]:
+    """Every workload container and how the catalog of compiled-in defaults covers it."""
+    return coverage(catalog or load_catalog(), ObjectIndex(objects))

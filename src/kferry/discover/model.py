@@ -44,6 +44,20 @@ class Location:
     note: str | None = None
     parts: tuple[Part, ...] = field(default=(), compare=False, repr=False)
     owner: KubeObject | None = field(default=None, compare=False, repr=False)
+    # compiled defaults of a version no catalog rule covers: the rule assumed instead
+    assumed: bool = False
+    rule_version: str | None = None
+
+    def to_json(self) -> dict[str, str | bool | None]:
+        out: dict[str, str | bool | None] = {
+            "object": self.object,
+            "path": self.path,
+            "how": self.how,
+        }
+        if self.assumed:
+            out["assumed"] = True
+            out["rule_version"] = self.rule_version
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +78,7 @@ class Finding:
     location: Location
     error: str | None = None
     override: Override | None = None  # compiled defaults: where an image can be set instead
+    ignored_override: str | None = None  # an override this controller version does not read
 
 
 @dataclass(slots=True)
@@ -88,10 +103,41 @@ class Image:
             "image": self.canonical,
             "written": list(self.written),
             "optional": self.optional,
-            "locations": [
-                {"object": loc.object, "path": loc.path, "how": loc.how} for loc in self.locations
-            ],
+            "locations": [loc.to_json() for loc in self.locations],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Assumption:
+    """A known component at a version no catalog rule covers (said on stderr, never silent).
+
+    ``rule_version`` is the newest version of the rule assumed (the nearest older known one,
+    or the newest known when the version cannot be placed), ``None`` when no rule is older.
+    """
+
+    component: str
+    object: str
+    seen: str
+    placed: str  # "tag": a version; "unplaced": a commit or tag not on the release line
+    rule_version: str | None
+    images: tuple[str, ...]
+
+    def message(self) -> str:
+        if self.rule_version is None:
+            assumed = "no rule is older, so kferry assumes it pulls no compiled-in default"
+        elif self.placed == "unplaced":
+            assumed = (
+                f"the tag is not on the catalog's release line; assuming the rules of "
+                f"{self.rule_version}, the newest known"
+            )
+        else:
+            assumed = f"assuming the rules of {self.rule_version}, the nearest older known"
+        adds = ", ".join(self.images) if self.images else "no image"
+        return (
+            f"{self.component} {self.seen} ({self.object}): no catalog rule covers this "
+            f"version; {assumed}; adds {adds}; kferry mirror-config covers them either way "
+            "(add a rule with --catalog FILE)"
+        )
 
 
 @dataclass(slots=True)
@@ -101,3 +147,4 @@ class Inventory:
     images: list[Image]
     problems: list[Finding]
     notes: list[str] = field(default_factory=list)
+    assumptions: list[Assumption] = field(default_factory=list)
