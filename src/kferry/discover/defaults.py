@@ -130,7 +130,7 @@ def compiled_defaults(
                         Assumption(
                             component=component.name,
                             object=obj.ref,
-                            seen=ref.tag or (f"@{ref.digest}" if ref.digest else "(no tag)"),
+                            seen=ref.tag or (f"@{ref.digest}" if ref.digest else "latest (no tag)"),
                             placed=placed if version is None else "tag",
                             rule_version=max(assumed_at, key=_order) if assumed_at else None,
                             images=tuple(dict.fromkeys(added)),
