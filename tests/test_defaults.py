@@ -267,3 +267,26 @@ def test_catalog_check_reports_exact_assumed_and_unknown(tmp_path: Path) -> None
     (line,) = [ln for ln in res.out.splitlines() if ln.startswith("assumed")]
     assert "Deployment/kubeflow/ml-pipeline" in line
     assert "1 assumed" in res.out
+
+
+def test_the_readme_site_catalog_example_follows_the_schema(tmp_path: Path) -> None:
+    readme = (DATA.parent.parent / "README.md").read_text()
+    block = "components:" + readme.split("```yaml\ncomponents:", 1)[1].split("```", 1)[0]
+    site = tmp_path / "readme.yaml"
+    site.write_text(block)
+    manifest = tmp_path / "acme.yaml"
+    manifest.write_text(controller("acme/operator:v1-9f8e7d6"))
+    res = run_kferry("images", "-o", "list", "--catalog", str(site), str(manifest))
+    assert res.code == 0 and res.err == "", res.err
+    assert "registry.acme.example/helper:v1-9f8e7d6" in res.out  # the commit is v1.2.0
+
+
+def test_an_untagged_controller_image_is_assumed_loudly() -> None:
+    # Kubeflow 1.10.0's render names kubeflow/training-operator without a tag (its
+    # kustomization's images: entry names ghcr.io/kubeflow/training-v1/training-operator)
+    objects, _ = load_objects([Source("c.yaml", controller("kubeflow/training-operator"))])
+    inventory = discover(objects)
+    (a,) = inventory.assumptions
+    assert a.seen == "latest (no tag)" and a.rule_version == "v1.9.4"
+    assert "the newest known" in a.message()
+    assert "ghcr.io/kubeflow/training-v1/kubectl-delivery:latest" in a.images
