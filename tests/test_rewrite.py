@@ -56,7 +56,7 @@ def test_only_private_images_remain(release: str, layout: str, tmp_module: Path)
     assert res.code == 0, res.err
     public = {i["image"]: i for i in json.loads(res.out) if not i["image"].startswith(TO + "/")}
     for image, info in public.items():
-        # only compiled-in defaults whose component offers no override, and they are named
+        # only compiled-in defaults with no override this version reads, and they are named
         assert {loc["how"] for loc in info["locations"]} == {"default"}, image
         assert f"needs node mirror configuration: {image}" in report
 
