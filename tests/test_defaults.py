@@ -39,27 +39,50 @@ def cases() -> list[dict[str, Any]]:
     return out
 
 
-def controller(image: str, env: dict[str, str] | None = None, args: list[str] | None = None) -> str:
+def controller(
+    image: str,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    kind: str = "Deployment",
+    configmaps: dict[str, dict[str, str]] | None = None,
+) -> str:
     container: dict[str, Any] = {"name": "manager", "image": image}
     if env:
         container["env"] = [{"name": k, "value": v} for k, v in env.items()]
     if args:
         container["args"] = args
-    return yaml.safe_dump(
+    docs = [
         {
             "apiVersion": "apps/v1",
-            "kind": "Deployment",
+            "kind": kind,
             "metadata": {"name": "controller", "namespace": "ns"},
             "spec": {"template": {"spec": {"containers": [container]}}},
         }
-    )
+    ]
+    for name, data in (configmaps or {}).items():
+        docs.append(
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}}
+            | {"data": data}
+        )
+    return yaml.safe_dump_all(docs)
 
 
 @pytest.mark.parametrize("case", cases(), ids=[c["release"] for c in cases()])
 def test_each_release_pulls_what_its_code_says_and_nothing_else(case: dict[str, Any]) -> None:
     assert case["cite"].split("@")[0].count("/") == 1, case["cite"]  # owner/repo@...
     objects, _ = load_objects(
-        [Source("c.yaml", controller(case["image"], case.get("env"), case.get("args")))]
+        [
+            Source(
+                "c.yaml",
+                controller(
+                    case["image"],
+                    case.get("env"),
+                    case.get("args"),
+                    case.get("kind", "Deployment"),
+                    case.get("configmap"),
+                ),
+            )
+        ]
     )
     inventory = discover(objects)
     got = {i.canonical for i in inventory.images} - {canonical(case["image"])}

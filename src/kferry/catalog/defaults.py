@@ -120,14 +120,21 @@ class DefaultRule:
 
 @dataclass(frozen=True, slots=True)
 class DefaultOverride:
-    """How manifests replace a default, and the versions whose controller reads it."""
+    """How manifests replace a default, and the versions whose controller reads it.
 
-    kind: Literal["env", "arg"]
+    ``env``/``arg``: on the controller container (rewrite can set them when ``is_image``);
+    ``configmap``: a field of a JSON/YAML value in a ConfigMap of the controller's namespace
+    (``name`` data[``key``] ``.field``), which rewrite does not create.
+    """
+
+    kind: Literal["env", "arg", "configmap"]
     name: str
     is_image: bool
     first: Version | None
     last: Version | None
     source: str
+    key: str = ""
+    field: str = ""
 
     def read_by(self, version: Version | None) -> bool:
         if version is None:
@@ -266,10 +273,14 @@ def _override(entry: Any, where: str) -> DefaultOverride | None:
         return None
     if not isinstance(entry, dict):
         raise CatalogError(f"{where}: expected a mapping")
-    kinds = [k for k in ("env", "arg") if entry.get(k)]
+    kinds = [k for k in ("env", "arg", "configmap") if entry.get(k)]
     if len(kinds) != 1:
-        raise CatalogError(f"{where}: give exactly one of 'env' or 'arg'")
-    kind: Literal["env", "arg"] = "env" if kinds[0] == "env" else "arg"
+        raise CatalogError(f"{where}: give exactly one of 'env', 'arg' or 'configmap'")
+    kind: Literal["env", "arg", "configmap"] = (
+        "env" if kinds[0] == "env" else "arg" if kinds[0] == "arg" else "configmap"
+    )
+    if kind == "configmap" and not (entry.get("key") and entry.get("field")):
+        raise CatalogError(f"{where}: 'configmap' needs 'key' (data key) and 'field'")
     value = entry.get("value", "image")
     if value not in ("image", "other"):
         raise CatalogError(f"{where}: value must be 'image' or 'other'")
@@ -282,6 +293,8 @@ def _override(entry: Any, where: str) -> DefaultOverride | None:
         first=_version(first, where + " from") if first is not None else None,
         last=_version(last, where + " to") if last is not None else None,
         source=str(entry.get("source") or ""),
+        key=str(entry.get("key") or ""),
+        field=str(entry.get("field") or ""),
     )
 
 

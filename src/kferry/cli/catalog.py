@@ -18,7 +18,13 @@ def _override(entry: DefaultEntry) -> str:
     ov = entry.override
     if ov is None:
         return "none"
-    name = f"--{ov.name.lstrip('-')}" if ov.kind == "arg" else f"env {ov.name}"
+    name = (
+        f"--{ov.name.lstrip('-')}"
+        if ov.kind == "arg"
+        else f"env {ov.name}"
+        if ov.kind == "env"
+        else f"ConfigMap {ov.name} data.{ov.key} .{ov.field}"
+    )
     since = f" from {ov.first}" if ov.first is not None else ""
     until = f" to {ov.last}" if ov.last is not None else ""
     return name + since + until

@@ -13,6 +13,7 @@ so rewrite reports the image as needing node mirror configuration.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import yaml
 from packaging.version import Version
@@ -22,7 +23,7 @@ from kferry.catalog.defaults import parse_version
 from kferry.discover.heuristics import flag_name
 from kferry.discover.model import Assumption, Finding, Location, Override
 from kferry.discover.objects import Container, ObjectIndex, containers
-from kferry.load.documents import mapping_get, scalar_str
+from kferry.load.documents import mapping_get, scalar_str, scalar_text
 from kferry.name import try_parse
 
 
@@ -43,18 +44,38 @@ def _has_flag(container: Container, flag: str) -> bool:
     return False
 
 
+def _configmap_sets(override: DefaultOverride, namespace: str, index: ObjectIndex) -> bool:
+    """A ConfigMap of the controller's namespace sets ``data[key]`` ``.field`` (JSON/YAML)."""
+    for cm in index.configmaps_named(override.name):
+        if cm.namespace != namespace:
+            continue
+        text = scalar_text(mapping_get(mapping_get(cm.node, "data"), override.key))
+        if text is None:
+            continue
+        try:
+            value = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError:
+            continue
+        if isinstance(value, dict) and value.get(override.field):
+            return True
+    return False
+
+
 def _overridden(override: DefaultOverride, container: Container, index: ObjectIndex) -> bool:
     """The manifests set the override (whether the controller reads it is asked separately)."""
     if override.kind == "arg":
         return _has_flag(container, override.name)
+    if override.kind == "configmap":
+        return _configmap_sets(override, container.owner.namespace, index)
     return override.name in index.env(container)
 
 
 def _override(override: DefaultOverride | None, container: Container) -> Override | None:
     """Where the image itself can be given instead of the default (None: nowhere)."""
-    if override is None or not override.is_image:
+    if override is None or not override.is_image or override.kind == "configmap":
         return None
-    return Override(override.kind, override.name, container.node)
+    kind: Literal["env", "arg"] = "env" if override.kind == "env" else "arg"
+    return Override(kind, override.name, container.node)
 
 
 def compiled_defaults(
@@ -115,7 +136,10 @@ def compiled_defaults(
                     override = _override(entry.override, container) if reads else None
                     ignored = (
                         entry.override.name
-                        if entry.override is not None and entry.override.is_image and not reads
+                        if entry.override is not None
+                        and entry.override.is_image
+                        and entry.override.kind != "configmap"
+                        and not reads
                         else None
                     )
                     findings.append(
