@@ -313,3 +313,30 @@ def test_an_untagged_controller_image_is_assumed_loudly() -> None:
     assert a.seen == "latest (no tag)" and a.rule_version == "v1.9.4"
     assert "the newest known" in a.message()
     assert "ghcr.io/kubeflow/training-v1/kubectl-delivery:latest" in a.images
+
+
+def test_a_site_entry_replaces_the_built_in_one_with_its_id(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        textwrap.dedent(
+            """\
+            defaults:
+              - id: kfp-v2-launcher
+                component: kfp-api-server
+                override: {env: V2_LAUNCHER_IMAGE, from: "2.0.5"}
+                optional: null
+                note: our patched KFP
+                rules:
+                  - {from: "2.3.7", to: "2.3.7", image: "reg.example/kfp-launcher:2.3.7",
+                     source: "example/pipelines@2.3.7 container.go:33"}
+            """
+        )
+    )
+    path = edited(tmp_path, "v1.9.1", "api-server:2.3.0", "api-server:2.3.7")
+    res = run_kferry("images", "-o", "json", "--catalog", str(site), str(path))
+    assert res.code == 0, res.err
+    images = {i["image"]: i for i in json.loads(res.out)}
+    assert "reg.example/kfp-launcher:2.3.7" in images
+    assert LAUNCHER_230 not in images
+    (line,) = [ln for ln in res.err.splitlines() if "2.3.7" in ln]  # the driver is still assumed
+    assert "kfp-driver@sha256:dc8b56a2" in line and "kfp-launcher" not in line
