@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 from packaging.version import Version
 
-from kferry.catalog import Catalog, DefaultEntry, DefaultOverride
+from kferry.catalog import Catalog, Choice, DefaultEntry, DefaultOverride
 from kferry.catalog.defaults import parse_version
 from kferry.discover.heuristics import flag_name
 from kferry.discover.model import Assumption, Finding, Location, Override
@@ -78,6 +78,49 @@ def _override(override: DefaultOverride | None, container: Container) -> Overrid
     return Override(kind, override.name, container.node)
 
 
+def _finding(
+    entry: DefaultEntry,
+    choice: Choice,
+    version: Version | None,
+    tag: str | None,
+    container: Container,
+    index: ObjectIndex,
+) -> Finding | None:
+    """The default image one entry adds for this controller container (None: no image)."""
+    rule = choice.rule
+    if rule is None or rule.image is None:
+        return None
+    # a version the catalog cannot place behaves like the rule assumed for it
+    effective = version if version is not None else rule.last_version
+    ov = entry.override
+    reads = ov is not None and ov.read_by(effective)
+    if ov is not None and reads and _overridden(ov, container, index):
+        return None
+    text = rule.image.replace("{tag}", tag or "")
+    default = try_parse(text)
+    if default is None:  # a catalog bug; the catalog test catches it
+        return None
+    obj = container.owner
+    location = Location(
+        object=obj.ref,
+        path=f"{container.path} compiled default: {rule.citation(version)}",
+        how="default",
+        optional=entry.optional,
+        note=entry.note,
+        owner=obj,
+        assumed=choice.assumed,
+        rule_version=rule.last if choice.assumed else None,
+    )
+    settable = ov is not None and ov.is_image and ov.kind != "configmap"
+    return Finding(
+        text,
+        default,
+        location,
+        override=_override(ov, container) if reads else None,
+        ignored_override=ov.name if ov is not None and settable and not reads else None,
+    )
+
+
 def compiled_defaults(
     catalog: Catalog, index: ObjectIndex
 ) -> tuple[list[Finding], list[Assumption]]:
@@ -107,48 +150,14 @@ def compiled_defaults(
                 for entry in by_component[component.id]:
                     choice = entry.choose(version)
                     any_assumed = any_assumed or choice.assumed
-                    rule = choice.rule
-                    if rule is None:
+                    if choice.assumed and choice.rule is not None:
+                        assumed_at.append(choice.rule.last)
+                    finding = _finding(entry, choice, version, ref.tag, container, index)
+                    if finding is None:
                         continue
-                    if choice.assumed:
-                        assumed_at.append(rule.last)
-                    # a version the catalog cannot place behaves like the rule assumed
-                    effective = version if version is not None else rule.last_version
-                    reads = entry.override is not None and entry.override.read_by(effective)
-                    if rule.image is None:
-                        continue
-                    if reads and _overridden(entry.override, container, index):  # type: ignore[arg-type]
-                        continue
-                    text = rule.image.replace("{tag}", ref.tag or "")
-                    default = try_parse(text)
-                    if default is None:  # a catalog bug; the catalog test catches it
-                        continue
-                    location = Location(
-                        object=obj.ref,
-                        path=f"{container.path} compiled default: {rule.citation(version)}",
-                        how="default",
-                        optional=entry.optional,
-                        note=entry.note,
-                        owner=obj,
-                        assumed=choice.assumed,
-                        rule_version=rule.last if choice.assumed else None,
-                    )
-                    override = _override(entry.override, container) if reads else None
-                    ignored = (
-                        entry.override.name
-                        if entry.override is not None
-                        and entry.override.is_image
-                        and entry.override.kind != "configmap"
-                        and not reads
-                        else None
-                    )
-                    findings.append(
-                        Finding(
-                            text, default, location, override=override, ignored_override=ignored
-                        )
-                    )
-                    if choice.assumed:
-                        added.append(default.canonical)
+                    findings.append(finding)
+                    if choice.assumed and finding.reference is not None:
+                        added.append(finding.reference.canonical)
                 if any_assumed:
                     assumptions.append(
                         Assumption(
