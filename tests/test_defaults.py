@@ -340,3 +340,31 @@ def test_a_site_entry_replaces_the_built_in_one_with_its_id(tmp_path: Path) -> N
     assert LAUNCHER_230 not in images
     (line,) = [ln for ln in res.err.splitlines() if "2.3.7" in ln]  # the driver is still assumed
     assert "kfp-driver@sha256:dc8b56a2" in line and "kfp-launcher" not in line
+
+
+@cache
+def render_expectations() -> dict[str, dict[str, Any]]:
+    data: dict[str, dict[str, Any]] = yaml.safe_load(
+        (DATA / "defaults" / "renders" / "expected.yaml").read_text()
+    )
+    return data
+
+
+@pytest.mark.parametrize("release", sorted(render_expectations()))
+def test_each_rendered_kubeflow_release_lists_exactly_its_defaults(release: str) -> None:
+    want = render_expectations()[release]
+    path = DATA / "defaults" / "renders" / f"kubeflow-{release}.yaml"
+    res = run_kferry("images", "-o", "json", str(path))
+    assert res.code == 0, res.err
+    got = {
+        i["image"]
+        for i in json.loads(res.out)
+        if all(loc["how"] == "default" for loc in i["locations"])
+    }
+    assert got == {canonical(i) for i in want["defaults"]}
+    for cite in want["defaults"].values():
+        assert cite.split("@")[0].count("/") == 1, cite
+    said = [ln for ln in res.err.splitlines() if "no catalog rule covers" in ln]
+    assert len(said) == len(want["assumed"]) == len(res.err.splitlines()), res.err
+    for name in want["assumed"]:
+        assert any(name in ln for ln in said), (name, said)
