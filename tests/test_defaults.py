@@ -353,7 +353,7 @@ def render_expectations() -> dict[str, dict[str, Any]]:
 @pytest.mark.parametrize("release", sorted(render_expectations()))
 def test_each_rendered_kubeflow_release_lists_exactly_its_defaults(release: str) -> None:
     want = render_expectations()[release]
-    path = DATA / "defaults" / "renders" / f"kubeflow-{release}.yaml"
+    path = DATA / "defaults" / "renders" / f"kubeflow-{release}.yaml.gz"
     res = run_kferry("images", "-o", "json", str(path))
     assert res.code == 0, res.err
     got = {
