@@ -12,7 +12,10 @@ from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console, warn
 from kferry.cli.transfer import make_options
 from kferry.errors import InputError
+from kferry.kube import Kube
 from kferry.name import InvalidReference, parse
+from kferry.notebook import spawner
+from kferry.notebook.spawner import Change
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -245,4 +248,139 @@ def wheels_check(ctx: click.Context, wheelhouse: Path, as_json: bool) -> None:
     ctx.exit(0 if result.ok else 1)
 
 
-_ = kube_options  # used by add/list/remove
+def _spawner_options(func: F) -> F:
+    func = click.option(
+        "--namespace",
+        "-n",
+        default="kubeflow",
+        show_default=True,
+        help="Namespace of the Jupyter web app.",
+    )(func)
+    func = click.option(
+        "--configmap",
+        metavar="NAME",
+        help="The ConfigMap holding spawner_ui_config.yaml (default: the one the web app mounts).",
+    )(func)
+    return kube_options(func)
+
+
+GROUP_CHOICE = click.Choice(["jupyter", "vscode", "rstudio"])
+
+
+def _connect(kubeconfig: Path | None, context: str | None) -> Kube:
+    return Kube.connect(kubeconfig, context)
+
+
+def _check_image(image: str) -> None:
+    try:
+        parse(image)
+    except InvalidReference as exc:
+        raise InputError(f"IMAGE {image}: {exc}") from None
+
+
+def _print_change(change: Change, as_json: bool) -> None:
+    for note in change.notes:
+        warn(note)
+    if as_json:
+        print_json(change.to_json())
+        return
+    where = f"ConfigMap {change.namespace}/{change.configmap}"
+    text = {
+        "added": f"{change.image}: added to the {change.group} images ({where})",
+        "removed": f"{change.image}: removed from the {change.group} images ({where})",
+        "unchanged": f"{change.image}: already offered as a {change.group} image ({where})",
+        "absent": f"{change.image}: not in the spawner's image lists ({where})",
+    }[change.action]
+    if change.restarted:
+        text += "; jupyter web app restarted"
+    stdout_console().print(text)
+
+
+@notebook.command("add")
+@click.argument("image", metavar="IMAGE")
+@click.option("--group", type=GROUP_CHOICE, default="jupyter", show_default=True)
+@_spawner_options
+@click.option("--no-restart", is_flag=True, help="Do not restart the web app.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def add_cmd(
+    image: str,
+    group: str,
+    namespace: str,
+    configmap: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    no_restart: bool,
+    as_json: bool,
+) -> None:
+    """Offer IMAGE in the Jupyter spawner's image list (comments and formatting kept)."""
+    _check_image(image)
+    kube = _connect(kubeconfig, context)
+    try:
+        change = spawner.add(
+            kube, image, group, namespace=namespace, configmap=configmap, restart=not no_restart
+        )
+    finally:
+        kube.close()
+    _print_change(change, as_json)
+
+
+@notebook.command("remove")
+@click.argument("image", metavar="IMAGE")
+@click.option("--group", type=GROUP_CHOICE, help="Only from this group (default: every group).")
+@_spawner_options
+@click.option("--no-restart", is_flag=True, help="Do not restart the web app.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def remove_cmd(
+    image: str,
+    group: str | None,
+    namespace: str,
+    configmap: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    no_restart: bool,
+    as_json: bool,
+) -> None:
+    """Take IMAGE out of the spawner's image lists."""
+    kube = _connect(kubeconfig, context)
+    try:
+        change = spawner.remove(
+            kube, image, group, namespace=namespace, configmap=configmap, restart=not no_restart
+        )
+    finally:
+        kube.close()
+    _print_change(change, as_json)
+
+
+@notebook.command("list")
+@_spawner_options
+@click.option("--json", "as_json", is_flag=True, help="Print the lists as JSON.")
+def list_cmd(
+    namespace: str,
+    configmap: str | None,
+    kubeconfig: Path | None,
+    context: str | None,
+    as_json: bool,
+) -> None:
+    """The images the Jupyter spawner offers, per group (* marks each group's default)."""
+    kube = _connect(kubeconfig, context)
+    try:
+        found, groups = spawner.listing(kube, namespace=namespace, configmap=configmap)
+    finally:
+        kube.close()
+    if as_json:
+        print_json(
+            {
+                "configmap": f"{namespace}/{found.name}",
+                "groups": {
+                    g: {"default": default, "images": images}
+                    for g, (default, images) in groups.items()
+                },
+            }
+        )
+        return
+    console = stdout_console()
+    console.print(f"ConfigMap {namespace}/{found.name}", style="dim")
+    for g, (default, images) in groups.items():
+        console.print(f"{g}:")
+        for image in images:
+            console.print(f"  {'*' if image == default else ' '} {image}")
