@@ -254,9 +254,10 @@ def test_build_pushes_base_plus_one_layer_that_runs(
     base = push_base(source_registry)
     req = tmp_path / "requirements.txt"
     req.write_text(REQUIREMENTS)
-    r = kferry_build(
-        base.tag_ref, target_registry, "team/notebook:1", "-r", str(req), source=source_registry
-    )
+    extra = tmp_path / "team.json"
+    extra.write_text('{"team": "a"}\n')
+    add = ["-r", str(req), "--add", f"{extra}:/etc/jupyter/team.json"]
+    r = kferry_build(base.tag_ref, target_registry, "team/notebook:1", *add, source=source_registry)
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert out["python"]["executable"] == "/usr/bin/python3.11"
@@ -300,10 +301,12 @@ def test_build_pushes_base_plus_one_layer_that_runs(
     assert "markupsafe 3.0.2 &lt;a&gt;" in printed
     assert "pycodestyle 2.12.1" in printed
     assert chroot(root, "/usr/local/bin/pycodestyle", "--version").strip() == "2.12.1"
+    assert (root / "etc/jupyter/team.json").read_text() == '{"team": "a"}\n'
+    assert "files: /etc/jupyter/team.json" in config["history"][-1]["comment"]
 
     # the same inputs make the same layer, byte for byte
     again = kferry_build(
-        base.tag_ref, target_registry, "team/notebook:2", "-r", str(req), source=source_registry
+        base.tag_ref, target_registry, "team/notebook:2", *add, source=source_registry
     )
     assert again.code == 0, again.err
     assert json.loads(again.out)["layer"]["digest"] == out["layer"]["digest"]
@@ -330,6 +333,9 @@ def test_offline_wheelhouse_upgrades_a_package_of_the_base_into_a_bundle(
         "wheels", "save", "-r", str(req), "--python", "3.11", "--glibc", "2.36", "-o", str(house)
     )
     assert saved.code == 0, saved.err
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (house / "requirements.lock").stat().st_mode & 0o777 == 0o666 & ~mask
     checked = run_kferry("wheels", "check", str(house), "--json")
     assert checked.code == 0, checked.out + checked.err
     assert json.loads(checked.out)["ok"] is True

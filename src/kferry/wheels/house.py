@@ -9,6 +9,7 @@ and ``notebook build --wheels`` know what it is for.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -130,9 +131,17 @@ def save(requirements: list[Path], target: Target, out: Path) -> SaveResult:
             wheels.append(Wheel(final, w.name, w.version, w.sha256))
     lock = out / LOCK_NAME
     atomic_write(lock, lock_text(target, wheels, [str(r) for r in requirements]).encode())
+    _umask_mode(lock)
     kept = {w.path.name for w in wheels}
     stale = sorted(p.name for p in out.glob("*.whl") if p.name not in kept)
     return SaveResult(out, lock, target, wheels, stale)
+
+
+def _umask_mode(path: Path) -> None:
+    """The lock is an ordinary output: readable as the user's umask allows, like the wheels."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 @dataclass
