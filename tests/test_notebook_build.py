@@ -391,3 +391,60 @@ def test_requirement_without_a_wheel_is_an_error_naming_it(source_registry, tmp_
     assert "Traceback" not in r.err
     with source_registry.client() as c:
         assert c.get("/v2/x/y/manifests/1").status_code == 404
+
+
+def _tiny_layer(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.registry
+def test_base_without_python_is_refused(source_registry, tmp_path):
+    base = push_image(source_registry, "base/busy", tag="1", layers=[_tiny_layer({"bin/sh": b"x"})])
+    req = tmp_path / "requirements.txt"
+    req.write_text("pycodestyle\n")
+    r = kferry_build(base.tag_ref, source_registry, "x/y:1", "-r", str(req), source=source_registry)
+    assert r.code == 1
+    assert "no python3 on the image's PATH" in r.err and "Traceback" not in r.err
+
+
+@pytest.mark.registry
+@pytest.mark.slow
+def test_base_from_a_bundle_and_plain_files_only(source_registry, target_registry, tmp_path):
+    """The far side has the base only in a bundle; the build adds files, no packages."""
+    base = push_base(source_registry)
+    bundle = tmp_path / "base.tar"
+    saved = run_kferry(
+        "bundle", "save", base.tag_ref, "-o", str(bundle), "--plain-http", source_registry.host
+    )
+    assert saved.code == 0, saved.err
+    notes = tmp_path / "README.txt"
+    notes.write_text("team notebook\n")
+    r = kferry_build(
+        base.tag_ref,
+        target_registry,
+        "team/plain:1",
+        "--base-bundle",
+        str(bundle),
+        "--add",
+        f"{notes}:/home/jovyan/README.txt",
+    )
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["installed"] == []
+    base_raw = json.loads(skopeo_inspect_raw(base.tag_ref, registry=source_registry))
+    new = json.loads(
+        skopeo_inspect_raw(f"{target_registry.host}/team/plain:1", registry=target_registry)
+    )
+    assert new["layers"][:2] == base_raw["layers"] and len(new["layers"]) == 3
+    _manifest, _config, layers = image_layers(target_registry, "team/plain", "1")
+    with tarfile.open(fileobj=io.BytesIO(layers[2]), mode="r:gz") as tar:
+        assert tar.getnames() == ["home", "home/jovyan", "home/jovyan/README.txt"]
