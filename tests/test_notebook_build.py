@@ -30,7 +30,13 @@ from kferry.notebook.rootfs import Entry, Tree
 from kferry.wheels.house import read_lock
 from kferry.wheels.pip import Target
 from tests.conftest import ROOT, run_kferry
-from tests.support.images import PushedImage, fetch_blob, fetch_manifest, push_image
+from tests.support.images import (
+    PushedImage,
+    fetch_blob,
+    fetch_manifest,
+    push_image,
+    push_index,
+)
 from tests.support.registry import Registry
 from tests.support.skopeo import skopeo_inspect_raw
 
@@ -448,3 +454,42 @@ def test_base_from_a_bundle_and_plain_files_only(source_registry, target_registr
     _manifest, _config, layers = image_layers(target_registry, "team/plain", "1")
     with tarfile.open(fileobj=io.BytesIO(layers[2]), mode="r:gz") as tar:
         assert tar.getnames() == ["home", "home/jovyan", "home/jovyan/README.txt"]
+
+
+@pytest.mark.registry
+@pytest.mark.slow
+def test_multiarch_base_builds_the_amd64_image_and_prints_its_digest(source_registry, tmp_path):
+    amd64 = push_image(
+        source_registry,
+        "base/multi",
+        layers=list(base_layers()),
+        media="oci",
+        platform="linux/amd64",
+        seed="py",
+    )
+    arm64 = push_image(
+        source_registry,
+        "base/multi",
+        layers=[_tiny_layer({"bin/sh": b"x"})],
+        media="oci",
+        platform="linux/arm64",
+    )
+    index = push_index(source_registry, "base/multi", images=[amd64, arm64], tag="1")
+    extra = tmp_path / "x.txt"
+    extra.write_text("x\n")
+    args = ["notebook", "build", index.tag_ref, "--to", f"{source_registry.host}/team/multi:1"]
+    args += ["--add", f"{extra}:/etc/x.txt", "--plain-http", source_registry.host]
+    r = run_kferry(*args)
+    assert r.code == 0, r.err
+    ref = f"{source_registry.host}/team/multi:1"
+    raw = skopeo_inspect_raw(ref, registry=source_registry)
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert r.out.strip().splitlines()[-1] == f"{ref}@{digest}"
+    assert "(linux/amd64): Python 3.11 at /usr/bin/python3.11" in r.out
+    new = json.loads(raw)
+    assert new["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert new["layers"][:2] == json.loads(amd64.manifest_bytes)["layers"]
+    assert new["layers"][2]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+
+    arm = run_kferry(*args, "--platform", "linux/arm64")
+    assert arm.code == 1 and "no python3 on the image's PATH" in arm.err
