@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -224,6 +225,24 @@ def test_whiteouts_delete_lower_layers():
     tree.apply([(member("a", tarfile.DIRTYPE), None), (member("a/x"), None), (member("b"), None)])
     tree.apply([(member("a/.wh..wh..opq"), None), (member("a/y"), None), (member(".wh.b"), None)])
     assert sorted(tree.entries) == ["/a", "/a/y"]
+
+
+def test_system_glibc_wins_over_a_toolchain_sysroot():
+    tree = Tree()
+
+    def libc(name: str, version: bytes) -> tuple[tarfile.TarInfo, Callable[[], bytes]]:
+        data = b"\0GNU C Library (Ubuntu GLIBC) stable release version " + version + b".\n"
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        return info, (lambda: data)
+
+    tree.apply(
+        [
+            libc("opt/conda/x86_64-conda-linux-gnu/sysroot/lib64/libc.so.6", b"2.17"),
+            libc("usr/lib/x86_64-linux-gnu/libc.so.6", b"2.35"),
+        ]
+    )
+    assert tree.glibc() == (2, 35)
 
 
 def test_lock_round_trip(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -143,7 +144,7 @@ def build_cmd(
         out=out,
         platform=platform,
     )
-    result = build(request, options)
+    result = build(request, options, step=_step if sys.stderr.isatty() else _silent)
     for note in result.notes:
         warn(note)
     if as_json:
@@ -167,6 +168,14 @@ def build_cmd(
     )
     where = f" in {result.output}" if result.output != "registry" else ""
     console.print(f"{result.target.with_digest(None).canonical}@{result.digest}{where}")
+
+
+def _step(message: str) -> None:
+    click.echo(f"kferry: {message}...", err=True)
+
+
+def _silent(message: str) -> None:
+    return None
 
 
 @click.group()

@@ -21,7 +21,7 @@ import json
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -285,7 +285,17 @@ def push(
     sink.put_manifest(target, target.tag or target.digest or "latest", manifest, top=True)
 
 
-def build(req: BuildRequest, options: Options, jobs: int = 4) -> BuildResult:
+def _quiet(message: str) -> None:
+    return None
+
+
+def build(
+    req: BuildRequest,
+    options: Options,
+    jobs: int = 4,
+    step: Callable[[str], None] = _quiet,
+) -> BuildResult:
+    """Build and push (or write); ``step`` hears what is happening, for people watching."""
     base_ref = _ref(req.base, "BASE")
     target = _ref(req.to, "--to")
     if target.digest:
@@ -307,6 +317,9 @@ def build(req: BuildRequest, options: Options, jobs: int = 4) -> BuildResult:
         else:
             source = RegistryStore(registries)
         base = read_base(source, base_ref, req.platform)
+        layers = base.manifest.blobs[1:]
+        size = sum(d.size for d in layers)
+        step(f"reading {len(layers)} base layers ({size / 1e6:.1f} MB) to find its Python")
         tree = scan(source, base)
         where = base_ref.canonical
         python = find_python(tree, base.config, where)
@@ -319,6 +332,8 @@ def build(req: BuildRequest, options: Options, jobs: int = 4) -> BuildResult:
         tags = Target(python.version, base.platform, None if musl else glibc, musl)
         with tempfile.TemporaryDirectory(prefix="kferry-notebook-") as tmpname:
             tmp = Path(tmpname)
+            if req.requirements or req.wheels:
+                step(f"resolving wheels for {tags.describe()} with pip")
             wheels = _wheels(req, tags, tmp, notes)
             root = tmp / "root"
             root.mkdir()
@@ -347,6 +362,7 @@ def build(req: BuildRequest, options: Options, jobs: int = 4) -> BuildResult:
                 sink = writer
             else:
                 sink = source if isinstance(source, RegistryStore) else RegistryStore(registries)
+            step(f"writing {target.canonical} (new layer {layer.size / 1e6:.1f} MB)")
             push(source, sink, base, target, config_raw, layer, manifest, jobs)
             output = "registry"
             if writer is not None:

@@ -25,6 +25,7 @@ import zstandard
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 _LIBC = re.compile(r"(?:^|/)(?:libc\.so\.6|libc-2\.\d+\.so)$")
+_SYSTEM_LIB = re.compile(r"^/(?:usr/)?lib(?:64)?(?:/[^/]+-linux-gnu[^/]*)?/[^/]+$")
 _MUSL = re.compile(r"(?:^|/)ld-musl-[^/]+\.so\.1$")
 _RECORD = re.compile(r"/[^/]+\.dist-info/RECORD$")
 _SITE = re.compile(r"/lib/python3\.\d+/site\.py$")
@@ -92,19 +93,22 @@ class Tree:
                 yield path
 
     def glibc(self) -> tuple[int, int] | None:
-        for data in self.captured_libc():
+        """The version of the system C library (the one in the standard library directories,
+        not a toolchain's sysroot copy, such as conda compilers carry)."""
+        found: list[tuple[bool, tuple[int, int]]] = []
+        for path, data in self.captured.items():
+            if not _LIBC.search(path):
+                continue
             m = _GLIBC_VERSION.search(data)
             if m:
-                return int(m.group(1)), int(m.group(2))
+                found.append((bool(_SYSTEM_LIB.match(path)), (int(m.group(1)), int(m.group(2)))))
+        system = [v for is_system, v in found if is_system]
+        if system or found:
+            return max(system) if system else min(v for _, v in found)
         return None
 
     def musl(self) -> bool:
         return any(_MUSL.search(p) for p in self.entries)
-
-    def captured_libc(self) -> Iterator[bytes]:
-        for path, data in self.captured.items():
-            if _LIBC.search(path):
-                yield data
 
     # -- applying layers ---------------------------------------------------------------------
     def _remove(self, path: str) -> None:
