@@ -286,6 +286,7 @@ def test_build_pushes_base_plus_one_layer_that_runs(
     assert r.code == 0, r.err
     out = json.loads(r.out)
     assert out["python"]["executable"] == "/usr/bin/python3.11"
+    assert out["wheel_tags"] == ["manylinux_2_36_x86_64", "cp311"]  # Debian 12: glibc 2.36
     assert out["python"]["site_packages"] == "/usr/local/lib/python3.11/dist-packages"
     assert {i["name"]: i["version"] for i in out["installed"]} == {
         "markupsafe": "3.0.2",
