@@ -405,6 +405,19 @@ def test_offline_wheelhouse_upgrades_a_package_of_the_base_into_a_bundle(
     printed = chroot(root, "/usr/bin/python3", "-c", IMPORT_CHECK)
     assert "markupsafe 3.0.2" in printed and "pycodestyle 2.12.1" in printed
 
+    # a damaged or missing wheel is found on the far side
+    (wheel,) = house.glob("pycodestyle-*.whl")
+    wheel.write_bytes(wheel.read_bytes()[:-1] + b"!")
+    for other in house.glob("MarkupSafe-*.whl"):
+        other.unlink()
+    for other in house.glob("markupsafe-*.whl"):
+        other.unlink()
+    bad = run_kferry("wheels", "check", str(house), "--json")
+    assert bad.code == 1
+    problems = json.loads(bad.out)["problems"]
+    assert any(p.startswith(wheel.name) and "not the locked hash" in p for p in problems)
+    assert "markupsafe==3.0.2: no wheel in" in " ".join(problems)
+
 
 @pytest.mark.registry
 def test_requirement_without_a_wheel_is_an_error_naming_it(source_registry, tmp_path):
