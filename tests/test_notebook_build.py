@@ -524,5 +524,13 @@ def test_multiarch_base_builds_the_amd64_image_and_prints_its_digest(source_regi
     assert new["layers"][:2] == json.loads(amd64.manifest_bytes)["layers"]
     assert new["layers"][2]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
 
+    # the base is on the target registry: its layers were mounted, not sent again
+    logs = source_registry.logs()
+    for layer in new["layers"][:2]:
+        digest = layer["digest"]
+        assert f"mount={digest}" in logs.replace("%3A", ":")
+        sent = [ln for ln in logs.splitlines() if "PUT /v2/team/multi/blobs/uploads/" in ln]
+        assert not [ln for ln in sent if digest in ln.replace("%3A", ":")]  # not sent again
+
     arm = run_kferry(*args, "--platform", "linux/arm64")
     assert arm.code == 1 and "no python3 on the image's PATH" in arm.err

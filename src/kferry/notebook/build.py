@@ -270,7 +270,16 @@ def push(
     def nothing(n: int) -> None:
         return None
 
+    same_registry = (
+        isinstance(source, RegistryStore)
+        and sink is source
+        and base.ref.domain == target.domain
+        and base.ref.path != target.path
+    )
+
     def copy_base(desc: Descriptor) -> None:
+        if same_registry and _mounted(source, base.ref, target, desc):
+            return
         sink.put_blob(target, desc, lambda: source.open_blob(base.ref, desc), nothing)
 
     with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="kferry-nb") as pool:
@@ -283,6 +292,16 @@ def push(
     layer_desc = manifest.blobs[-1]
     sink.put_blob(target, layer_desc, lambda: _file_opener(layer.path), nothing)
     sink.put_manifest(target, target.tag or target.digest or "latest", manifest, top=True)
+
+
+def _mounted(store: ImageSource, base: Reference, target: Reference, desc: Descriptor) -> bool:
+    """The base is on the target's registry (the mirrored base in Harbor): a base layer is
+    mounted from the base's repository instead of being sent again; True when it is there."""
+    assert isinstance(store, RegistryStore)
+    reg = store.registries.get(target.domain)
+    if reg.blob_exists(target.path, desc.digest):
+        return True
+    return reg.mount_blob(target.path, desc.digest, base.path) is None
 
 
 def _quiet(message: str) -> None:
