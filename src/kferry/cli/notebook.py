@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -13,10 +13,11 @@ from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console, warn
 from kferry.cli.transfer import make_options
 from kferry.errors import InputError
-from kferry.kube import Kube
 from kferry.name import InvalidReference, parse
-from kferry.notebook import spawner
-from kferry.notebook.spawner import Change
+
+if TYPE_CHECKING:
+    from kferry.kube import Kube
+    from kferry.notebook.spawner import Change
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -277,6 +278,8 @@ GROUP_CHOICE = click.Choice(["jupyter", "vscode", "rstudio"])
 
 
 def _connect(kubeconfig: Path | None, context: str | None) -> Kube:
+    from kferry.kube import Kube  # lightkube: loaded only by the cluster subcommands
+
     return Kube.connect(kubeconfig, context)
 
 
@@ -322,6 +325,8 @@ def add_cmd(
     as_json: bool,
 ) -> None:
     """Offer IMAGE in the Jupyter spawner's image list (comments and formatting kept)."""
+    from kferry.notebook import spawner
+
     _check_image(image)
     kube = _connect(kubeconfig, context)
     try:
@@ -350,6 +355,8 @@ def remove_cmd(
     as_json: bool,
 ) -> None:
     """Take IMAGE out of the spawner's image lists."""
+    from kferry.notebook import spawner
+
     kube = _connect(kubeconfig, context)
     try:
         change = spawner.remove(
@@ -371,6 +378,8 @@ def list_cmd(
     as_json: bool,
 ) -> None:
     """The images the Jupyter spawner offers, per group (* marks each group's default)."""
+    from kferry.notebook import spawner
+
     kube = _connect(kubeconfig, context)
     try:
         found, groups = spawner.listing(kube, namespace=namespace, configmap=configmap)
