@@ -27,6 +27,8 @@ COMMANDS = {
     "doctor": "kferry.cli.doctor:doctor",
     "status": "kferry.cli.status:status",
     "users": "kferry.cli.users:users",
+    "notebook": "kferry.cli.notebook:notebook",
+    "wheels": "kferry.cli.notebook:wheels",
 }
 
 

@@ -1,0 +1,1 @@
+"""Wheels for the notebook's Python and platform: resolved by pip, locked, checked offline."""
