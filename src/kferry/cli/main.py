@@ -27,6 +27,7 @@ COMMANDS = {
     "doctor": "kferry.cli.doctor:doctor",
     "status": "kferry.cli.status:status",
     "users": "kferry.cli.users:users",
+    "report": "kferry.cli.report:report",
 }
 
 
