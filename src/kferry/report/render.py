@@ -77,12 +77,17 @@ col.c-reg{width:18%}
 th,td{text-align:left;vertical-align:top;padding:4px 8px;border-bottom:1px solid #e6eaef}
 th{background:#f3f5f8;font-weight:600}
 td.num{text-align:right;white-space:nowrap}
+td.num small{white-space:normal;overflow-wrap:anywhere}
 code{font:12px ui-monospace,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 .uses{color:#445;font-size:12px;margin:2px 0 0;padding-left:16px}
 .opt{color:#8a5a00}.req{color:#1b6e2e}.miss{color:#b3261e}.ok{color:#1b6e2e}.unk{color:#777}
 svg text{font:12px system-ui,sans-serif;fill:#1d2733}
 @media print{body{margin:8mm}}
 """
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _chart(groups: list[Group]) -> str:
@@ -100,7 +105,8 @@ def _chart(groups: list[Group]) -> str:
         y = 5 + i * row_h
         w = max(1, round(bar_w * g.size / top)) if g.size else 0
         parts.append(
-            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">{_e(g.component)}</text>'
+            f'<text x="{label_w - 6}" y="{y + 15}" text-anchor="end">'
+            f"<title>{_e(g.component)}</title>{_e(_cut(g.component, 36))}</text>"
             f'<rect x="{label_w}" y="{y + 3}" width="{w}" height="{row_h - 6}" fill="#3b6ea5"/>'
             f'<text x="{label_w + w + 6}" y="{y + 15}">{_e(group_size(g))}</text>'
         )
@@ -213,13 +219,14 @@ def to_html(report: Report) -> str:
 
 
 # -- Markdown -----------------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>#])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
 
 
 def _m(text: object) -> str:
-    """A Markdown table cell: one line, Markdown and HTML specials escaped."""
+    """A Markdown table cell: one line, HTML as entities, Markdown specials escaped."""
     one = " ".join(str(text).split())
-    return _MD_SPECIAL.sub(r"\\\1", one).replace("&", "&amp;")
+    one = one.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", one)
 
 
 def to_markdown(report: Report) -> str:
