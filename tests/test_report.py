@@ -248,6 +248,28 @@ def test_sizes_digests_and_presence_from_real_registries(
     assert allp.size == multi.size + sum(c.size for c in multi.children) + sum(blobs.values())
     assert len(allp.platforms) == 2
 
+    # the command, with the target's password on stdin: a filtered copy of `multi` is there now
+    res = run_kferry(
+        "mirror", multi.tag_ref, "--platform", "linux/amd64", "--plain-http", source_registry.host,
+        "--to", f"{target_registry.host}/proj", "--ca-file", str(target_registry.ca_file),
+        "--username", target_registry.username, "--password-stdin",
+        "--lock", str(tmp_path / "lock.json"),
+        stdin=f"{target_registry.password}\n".encode(),
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    (tmp_path / "render.yaml").write_text(
+        render({"single": single.tag_ref, "multi": multi.tag_ref})
+    )
+    res = run_kferry(
+        "report", str(tmp_path / "render.yaml"), "--plain-http", source_registry.host,
+        "--registry", f"{target_registry.host}/proj", "--ca-file", str(target_registry.ca_file),
+        "--username", target_registry.username, "--password-stdin", "-o", "md",
+        stdin=f"{target_registry.password}\n".encode(),
+    )  # fmt: skip
+    assert res.code == 0 and "warning" not in res.err, res.err
+    assert target_registry.password not in res.out + res.err
+    assert "1 already in the registry, 0 not, 1 with another digest" in res.out
+
 
 # -- a real browser -----------------------------------------------------------------------------
 def _chromium() -> str:
