@@ -140,7 +140,7 @@ def test_html_is_self_contained_and_escapes_everything() -> None:
     assert html.escape(EVIL) in page
     assert not re.search(r"""(src|href)\s*=|url\(|@import|<link""", page)  # no external asset
     assert "<svg" in page and page.count("<rect") == 3  # one bar per component
-    assert "215.0 MB" in page and "not in registry" in page
+    assert "215.0 MB" in page and "not in registry" in page and "registry state unknown" in page
     assert "reg.local/kf/docker.io/istio/proxyv2:1.22.1" in page
 
 

@@ -167,6 +167,10 @@ def to_html(report: Report) -> str:
             ("in registry", str(report.count("present"))),
             ("not in registry", str(report.count("missing"))),
         ]
+        if report.count("other-digest"):
+            totals.append(("in registry, other digest", str(report.count("other-digest"))))
+        if report.count("unknown"):
+            totals.append(("registry state unknown", str(report.count("unknown"))))
     head = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
