@@ -6,18 +6,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kferry.catalog import Catalog
 from kferry.discover import find_all
-from kferry.discover.model import Assumption, Finding
+from kferry.discover.model import Assumption, Finding, Inventory
 from kferry.errors import InputError
 from kferry.fix import FixChange, apply_fixes, enabled_fixes
 from kferry.load import Source, load_objects
 from kferry.load.imagelist import parse_image_args
 from kferry.name import Reference
-from kferry.plan import Destination, Planned, plan, write_lock
+from kferry.plan import Destination, Planned, plan, plan_one, write_lock
+from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
 from kferry.transfer.copy import Copier, ImageResult, Progress
@@ -185,3 +187,43 @@ def update_lock(path: Path, results: Sequence[ImageResult]) -> Path | None:
         return None
     write_lock(path, entries)
     return path
+
+
+# -- report -------------------------------------------------------------------------------------
+def build_report(
+    inventory: Inventory,
+    sources: Sequence[str],
+    options: Options,
+    platforms: Sequence[str] = (),
+    to: Destination | None = None,
+    layout: str = "keep",
+    labels: Sequence[str] = COMPONENT_LABELS,
+    jobs: int = 8,
+    offline: bool = False,
+) -> Report:
+    """Discovered images -> a report: rows by component, sizes and digests from the source
+    registries (manifests only), presence in ``to`` under ``kferry plan``'s naming."""
+    rows = rows_of(inventory.images, labels)
+    report = Report(
+        rows,
+        list(sources),
+        tuple(platforms),
+        str(to) if to is not None else None,
+        layout,
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    if offline:
+        for row in rows:
+            row.unknown = "not looked up (--offline)"
+            if to is not None:
+                row.presence, row.presence_note = "unknown", "not looked up (--offline)"
+                row.target = plan_one(row.reference, to, layout).canonical
+        report.warnings.append("--offline: no registry was asked; sizes and digests are unknown")
+        return report
+    registries = Registries(options)
+    try:
+        unreachable = measure(rows, registries, platforms, to, layout, jobs)
+    finally:
+        registries.close()
+    report.warnings += [f"{w} (its images are shown as unknown)" for w in unreachable]
+    return report

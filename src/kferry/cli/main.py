@@ -29,6 +29,7 @@ COMMANDS = {
     "users": "kferry.cli.users:users",
     "notebook": "kferry.cli.notebook:notebook",
     "wheels": "kferry.cli.notebook:wheels",
+    "report": "kferry.cli.report:report",
 }
 
 
