@@ -28,6 +28,7 @@ from tests.conftest import Result, run_kferry
 from tests.support.authchain import Dashboard, Gateway, running_gateway
 from tests.support.cluster_fixtures import Kube
 from tests.support.dex import DexServer, running_dex
+from tests.support.registry import new_ca
 from tests.test_users import PROFILES, Site, delete_profiles, install, render
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -169,3 +170,21 @@ def test_user_without_a_profile(chain: Chain) -> None:
     assert (failure["step"], failure["kind"]) == ("dashboard", "no-profile")
     assert out["user"] == bob and out["namespaces"] == []
     assert f"kferry users add {bob}" in failure["fix"]
+
+
+def test_tls_gateway_needs_its_ca(chain: Chain) -> None:
+    ca = new_ca(chain.tmp / "ca")
+    cert, key = ca.issue_server_cert(chain.tmp / "ca", "gateway")
+    alice = chain.site.email("alice")
+    with chain.gateway(tls=(cert, key, ca.cert_file)) as gateway:
+        assert gateway.url.startswith("https://")
+        code, out = check_json(gateway, alice, ALICE_PASSWORD)
+        trusted = check(
+            gateway, alice, ALICE_PASSWORD, "--ca-file", str(ca.cert_file), "-o", "json"
+        )
+    assert code == 1
+    failure = out["failure"]
+    assert (failure["hop"], failure["step"], failure["kind"]) == (1, "gateway", "tls")
+    assert "--ca-file" in failure["fix"]
+    assert trusted.code == 0, trusted.out
+    assert json.loads(trusted.out)["user"] == alice

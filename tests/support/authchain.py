@@ -220,10 +220,12 @@ def start_gateway(
     *,
     issuer: str | None = None,
     parameters: dict[str, str] | None = None,
+    tls: tuple[Path, Path, Path] | None = None,
 ) -> Gateway:
     """oauth2-proxy with the render's configuration in front of ``dex`` and ``dashboard``.
     ``issuer`` replaces the issuer it expects (default: Dex's); ``parameters`` replace keys
-    of the ``oauth2-proxy-parameters`` ConfigMap (``FORCE_HTTPS``...)."""
+    of the ``oauth2-proxy-parameters`` ConfigMap (``FORCE_HTTPS``...); ``tls`` (certificate,
+    key, CA file) serves the gateway over HTTPS, as a site's TLS-terminating gateway does."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = directory / "oauth2_proxy.cfg"
     cfg.write_text(config_file(render))
@@ -237,9 +239,20 @@ def start_gateway(
     )
     port = free_port()
     dex_root = dex.issuer.rsplit("/dex", 1)[0]
+    listen = [f"--http-address=127.0.0.1:{port}"]
+    scheme, verify = "http", True
+    if tls is not None:
+        cert, key, ca = tls
+        listen = [
+            f"--http-address=127.0.0.1:{free_port()}",
+            f"--https-address=127.0.0.1:{port}",
+            f"--tls-cert-file={cert}",
+            f"--tls-key-file={key}",
+        ]
+        scheme, verify = "https", str(ca)  # type: ignore[assignment]
     argv = [
         str(oauth2_proxy_binary()),
-        f"--http-address=127.0.0.1:{port}",
+        *listen,
         f"--config={cfg}",
         f"--upstream={dex_root}/dex/",
         f"--upstream={dashboard.url}",
@@ -264,9 +277,9 @@ def start_gateway(
             env=env,
             start_new_session=True,
         )
-    gateway = Gateway(f"http://127.0.0.1:{port}", process, log_file)
+    gateway = Gateway(f"{scheme}://127.0.0.1:{port}", process, log_file)
     deadline = time.monotonic() + START_TIMEOUT
-    with httpx.Client(timeout=2.0) as probe:
+    with httpx.Client(timeout=2.0, verify=verify) as probe:
         while True:
             if process.poll() is not None:
                 raise AuthChainError(
