@@ -1,4 +1,5 @@
-"""``kferry users``: add, list and remove Kubeflow users (a Profile and a Dex password each)."""
+"""``kferry users``: add, list, remove and check Kubeflow users (a Profile and a Dex password
+each; check logs one in through the whole chain)."""
 
 from __future__ import annotations
 
