@@ -147,7 +147,10 @@ def test_issuer_the_gateway_does_not_expect(chain: Chain) -> None:
         code, out = check_json(gateway, chain.site.email("alice"), ALICE_PASSWORD)
     assert code == 1
     failure = out["failure"]
-    assert (failure["step"], failure["kind"]) == ("dashboard", "issuer")
+    # the gateway's JWT check answers the first request after the callback
+    assert (failure["step"], failure["kind"]) == ("gateway", "issuer")
+    assert out["hops"][failure["hop"] - 2]["step"] == "callback"
+    assert out["hops"][failure["hop"] - 1]["status"] == 401
     assert "RequestAuthentication" in failure["fix"]
 
 

@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -240,7 +241,7 @@ def start_gateway(
     port = free_port()
     dex_root = dex.issuer.rsplit("/dex", 1)[0]
     listen = [f"--http-address=127.0.0.1:{port}"]
-    scheme, verify = "http", True
+    scheme, verify = "http", ssl.create_default_context()
     if tls is not None:
         cert, key, ca = tls
         listen = [
@@ -249,7 +250,7 @@ def start_gateway(
             f"--tls-cert-file={cert}",
             f"--tls-key-file={key}",
         ]
-        scheme, verify = "https", str(ca)  # type: ignore[assignment]
+        scheme, verify = "https", ssl.create_default_context(cafile=str(ca))
     argv = [
         str(oauth2_proxy_binary()),
         *listen,

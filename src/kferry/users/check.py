@@ -27,7 +27,7 @@ What each failure looks like from the browser's side, and so how it is recognise
   reports only in its log (its error page says "Oops! Something went wrong", v7.6.0
   pkg/app/pagewriter/error_page.go:15); by far the most common cause is an issuer that is not
   Dex's, so Dex's own issuer is fetched from its discovery document and shown;
-* Envoy's "Jwt issuer is not configured" (401) at the dashboard: the gateway's
+* Envoy's "Jwt issuer is not configured" (401) after the callback: the gateway's
   RequestAuthentication expects another issuer than the one that signed the token;
 * the dashboard's answer without a namespace: no Profile for this user.
 
@@ -412,6 +412,14 @@ class Browser:
         status = response.status_code
         body = " ".join(response.text.split())[:200]
         step = self.result.hops[-1].step
+        if status == 401 and "jwt issuer" in body.lower():
+            raise self._fail(
+                "issuer",
+                f"the gateway refuses the token Dex issued: {body} (its RequestAuthentication "
+                "expects another issuer)",
+                "the RequestAuthentication dex-jwt (istio-system) must name Dex's issuer "
+                "(kferry doctor compares them)",
+            )
         if "redirect_uri" in body.lower() or "redirect uri" in body.lower():
             raise self._fail(
                 "redirect-uri",
@@ -435,12 +443,6 @@ class Browser:
         response = self.request("GET", self.base + ENV_INFO)
         status = response.status_code
         body = " ".join(response.text.split())[:200]
-        if status == 401 and "issuer" in body.lower():
-            raise self._fail(
-                "issuer",
-                f"the gateway refuses the token Dex issued: {body}",
-                "the RequestAuthentication dex-jwt (istio-system) must name Dex's issuer",
-            )
         if status in (301, 302, 303, 307, 308):
             raise self._fail(
                 "session-lost",
