@@ -583,13 +583,20 @@ def clients(chain: _Chain) -> list[Finding]:
     return out
 
 
-def _routed(chain: _Chain, path: str) -> bool:
+def _routed(chain: _Chain, path: str, service: str) -> bool:
+    """Does a VirtualService of the Kubeflow gateway send ``path`` to ``service`` (a Service
+    name: ``oauth2-proxy``, ``dex``)? A route of ``/`` to the dashboard does not count."""
     for vs in chain.virtual_services:
         spec = vs.get("spec") or {}
         gateways = [str(g) for g in spec.get("gateways") or []]
         if not any(g.endswith("kubeflow-gateway") for g in gateways):
             continue
         for route in spec.get("http") or []:
+            hosts = [
+                str((d.get("destination") or {}).get("host", "")) for d in route.get("route") or []
+            ]
+            if not any(h == service or h.startswith(service + ".") for h in hosts):
+                continue
             for match in route.get("match") or []:
                 prefix = (match.get("uri") or {}).get("prefix")
                 if prefix and path.startswith(str(prefix)):
@@ -604,12 +611,12 @@ def redirects(chain: _Chain) -> list[Finding]:
     out = []
     for setting, value, target in (
         ("redirect_url", service.redirect_url, "oauth2-proxy"),
-        ("login_url", service.login_url, "Dex"),
+        ("login_url", service.login_url, "dex"),
     ):
         if not value:
             continue
         if value.startswith("/"):
-            if not _routed(chain, value):
+            if not _routed(chain, value, target):
                 out.append(
                     Finding(
                         "error",
