@@ -164,6 +164,17 @@ def test_secure_cookie_over_plain_http(chain: Chain) -> None:
     assert "--fix insecure-cookies" in failure["fix"] and "FORCE_HTTPS" in failure["fix"]
 
 
+def test_session_cookie_that_does_not_come_back_is_a_loop(chain: Chain) -> None:
+    # the session cookie is scoped to /oauth2/: the app's pages never get it
+    with chain.gateway(flags=("--cookie-path=/oauth2/",)) as gateway:
+        code, out = check_json(gateway, chain.site.email("alice"), ALICE_PASSWORD)
+    assert code == 1
+    failure = out["failure"]
+    assert (failure["step"], failure["kind"]) == ("gateway", "redirect-loop")
+    assert [h["step"] for h in out["hops"]].count("callback") == 1
+    assert "cookie_path" in failure["fix"]
+
+
 def test_user_without_a_profile(chain: Chain) -> None:
     bob = chain.site.email("bob")
     with chain.gateway() as gateway:

@@ -222,11 +222,13 @@ def start_gateway(
     issuer: str | None = None,
     parameters: dict[str, str] | None = None,
     tls: tuple[Path, Path, Path] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> Gateway:
     """oauth2-proxy with the render's configuration in front of ``dex`` and ``dashboard``.
     ``issuer`` replaces the issuer it expects (default: Dex's); ``parameters`` replace keys
     of the ``oauth2-proxy-parameters`` ConfigMap (``FORCE_HTTPS``...); ``tls`` (certificate,
-    key, CA file) serves the gateway over HTTPS, as a site's TLS-terminating gateway does."""
+    key, CA file) serves the gateway over HTTPS, as a site's TLS-terminating gateway does;
+    ``flags`` are more oauth2-proxy flags (an admin's change)."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = directory / "oauth2_proxy.cfg"
     cfg.write_text(config_file(render))
@@ -262,6 +264,7 @@ def start_gateway(
         f"--oidc-jwks-url={dex.issuer}/keys",
         "--pass-authorization-header=true",
         f"--custom-sign-in-logo={logo}",
+        *flags,
     ]
     setpriv = shutil.which("setpriv")
     if setpriv is not None:

@@ -312,11 +312,20 @@ class Browser:
                 self._callback_failed(response)
             page = forms(response.text) if _html(response) else []
             login_form = next((f for f in page if "password" in f.types.values()), None)
+            start = next((f for f in page if f.action.rstrip("/").endswith("/oauth2/start")), None)
+            if self.called_back and (login_form is not None or start is not None):
+                raise self._fail(
+                    "redirect-loop",
+                    "back at the login after the callback: the session cookie the auth service "
+                    "set did not come back with the next request, so the browser would log in "
+                    "again and again",
+                    "check the auth service's cookie path and domain (oauth2-proxy cookie_path, "
+                    "cookie_domains) and the Secure flag on plain HTTP",
+                )
             if login_form is not None:
                 response = self._submit_password(response, login_form)
                 continue
-            start = next((f for f in page if f.action.rstrip("/").endswith("/oauth2/start")), None)
-            if start is not None and not self.called_back:
+            if start is not None:
                 self.result.hops[-1].note = "sign-in page: its button pressed"
                 target = httpx.URL(urljoin(str(response.url), start.action), params=start.inputs)
                 response = self.request("GET", str(target))
