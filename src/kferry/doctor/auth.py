@@ -21,7 +21,10 @@ A Kubeflow login works only when four configurations agree (field report section
   the same lines at 26.03);
 * the gateway's routes: from 1.9 the callback (``/oauth2/``) and Dex (``/dex/``) are
   VirtualServices of ``kubeflow/kubeflow-gateway`` (in 1.4 the ext_authz filter itself answers
-  the callback).
+  the callback);
+* Dex's static passwords: one per email (compared in lower case, the last duplicate wins:
+  dexidp/dex@v2.41.1 storage/static.go:99-104), bcrypt hashes of cost 10 to 16 (else the login
+  fails: server/api.go:147-158, called at server/server.go:524).
 
 Nothing is reported for a cluster without Dex: the chain is not Kubeflow's there. Secrets are
 compared, never printed.
@@ -650,7 +653,8 @@ def users(chain: _Chain) -> list[Finding]:
                 Finding(
                     "error",
                     f"ConfigMap/{DEX_NAMESPACE}/dex",
-                    f"{n} static passwords for {email} ({where}): Dex refuses duplicate emails",
+                    f"{n} static passwords for {email} ({where}): Dex keeps only the last one "
+                    "(and logs an error)",
                     f"kferry users remove {email}, then add it once",
                 )
             )
