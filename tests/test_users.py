@@ -380,6 +380,14 @@ def test_profile_owned_by_someone_else_is_refused(site_factory) -> None:
         (("add", "a@example.com"), b"", "--password-stdin"),  # no terminal to prompt on
         (("add", "a@example.com", "--profile", "Bad_Name", "--password-stdin"), b"pw", "DNS"),
         (("remove", "nope"), b"", "not an email address"),
+        (("check", "nope", "--url", "http://127.0.0.1:1", "--password-stdin"), b"pw", "email"),
+        (("check", "a@example.com", "--url", "ftp://x", "--password-stdin"), b"pw", "--url"),
+        (
+            ("check", "a@example.com", "--url", "http://127.0.0.1:1", "--password-stdin"),
+            "é".encode() * 37,
+            "74 bytes long in UTF-8, longer than 72 bytes",
+        ),
+        (("check", "a@example.com", "--url", "http://127.0.0.1:1"), b"", "--password-stdin"),
     ],
 )
 def test_bad_input_is_exit_code_2_before_any_cluster_call(
@@ -617,6 +625,7 @@ def test_remove_deletes_profile_namespace_and_dex_entry(site: Site) -> None:
     assert again.code == 1 and f"no user {email}" in again.err
 
 
+@pytest.mark.cluster
 def test_config_yaml_keeps_every_byte_outside_the_changed_entry(site: Site) -> None:
     """The render's config.yaml (comments, static clients, quoting) survives add and remove."""
     original = site.config_text()
