@@ -1,4 +1,5 @@
-"""``kferry users``: add, list and remove Kubeflow users (a Profile and a Dex password each)."""
+"""``kferry users``: add, list, remove and check Kubeflow users (a Profile and a Dex password
+each; check logs one in through the whole chain)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from kferry.users import (
     read_password,
     remove_user,
 )
+from kferry.users.check import LoginResult, check_login
 from kferry.users.names import check_profile_name
 from kferry.users.pullsecret import PullSecretResult, grant, source_secret
 from kferry.users.service import Restart
@@ -63,13 +65,13 @@ def _output_option(func: F) -> F:
     )(func)
 
 
-def _ask_password(email: str, from_stdin: bool) -> str:
+def _ask_password(email: str, from_stdin: bool, confirm: bool = True) -> str:
     if from_stdin:
         return read_password(sys.stdin.buffer)
     if not sys.stdin.isatty():
         raise InputError("no terminal to ask for the password on: pipe it in with --password-stdin")
     password: str = click.prompt(
-        f"Password for {email}", hide_input=True, confirmation_prompt=True, err=True
+        f"Password for {email}", hide_input=True, confirmation_prompt=confirm, err=True
     )
     return check_password(password)
 
@@ -273,3 +275,76 @@ def remove(
     finally:
         kube.close()
     _print_remove(result, output)
+
+
+def _print_check(result: LoginResult, output: str) -> None:
+    if output == "json":
+        print_json(result.to_json())
+        return
+    console = stdout_console()
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("#", "STEP", "REQUEST", "HOST", "STATUS", "NOTE"):
+        table.add_column(column, overflow="fold")
+    failed_at = result.failure.hop if result.failure else 0
+    for i, hop in enumerate(result.hops, 1):
+        status = Text(str(hop.status) if hop.status is not None else "-")
+        if i == failed_at:
+            status.stylize("bold red")
+        table.add_row(str(i), hop.step, f"{hop.method} {hop.path}", hop.host, status, hop.note)
+    console.print(table)
+    if result.failure is None:
+        spaces = ", ".join(f"{n['namespace']} ({n['role']})" for n in result.namespaces)
+        console.print(Text(f"logged in as {result.user}; namespaces: {spaces}", style="green"))
+        return
+    f = result.failure
+    console.print(Text(f"login failed at hop {f.hop} ({f.step}): {f.message}", style="red"))
+    console.print(f"fix: {f.fix}")
+
+
+@users.command("check")
+@click.argument("email")
+@click.option(
+    "--url", required=True, metavar="URL", help="The Kubeflow site, as a browser opens it."
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private CA (PEM) to trust for the site, in addition to the system CAs.",
+)
+@click.option("--timeout", default="30s", show_default=True, metavar="D", help="Per request.")
+@_output_option
+@click.pass_context
+def check(
+    ctx: click.Context,
+    email: str,
+    url: str,
+    password_stdin: bool,
+    ca_file: Path | None,
+    timeout: str,
+    output: str,
+) -> None:
+    """Log in as EMAIL the way a browser does and say which hop breaks.
+
+    \b
+    kferry users check alice@example.com --url https://kubeflow.example.com --ca-file ca.pem
+    kferry users check alice@example.com --url http://10.0.0.5:8080 --password-stdin < pw
+
+    Follows the gateway's redirect to the auth service (oauth2-proxy or oidc-authservice) and
+    to Dex, submits Dex's login form, follows the callback with the session cookie, then asks
+    the central dashboard who it is (/api/workgroup/env-info): the user the platform sees and
+    the namespaces they may use. Every hop is printed (step, request path, host, status);
+    a failure names its hop and what to fix. The password is asked for without echo, or read
+    from stdin, and goes only to the login form (over plain HTTP only when --url says http).
+
+    Exit codes: 0 logged in with a namespace, 1 the login failed (the hop says where),
+    2 bad usage.
+    """
+    check_email(email)
+    seconds = parse_duration(timeout)
+    if ca_file is not None and not ca_file.is_file():
+        raise InputError(f"--ca-file {ca_file}: no such file")
+    password = _ask_password(email, password_stdin, confirm=False)
+    result = check_login(url, email, password, ca_file=ca_file, timeout=seconds)
+    _print_check(result, output)
+    ctx.exit(0 if result.ok else 1)

@@ -7,6 +7,7 @@ from typing import Any
 
 from kferry.catalog import load_fixes
 from kferry.doctor import checks
+from kferry.doctor.auth import diagnose_auth
 from kferry.doctor.checks import Finding
 from kferry.kube.client import Kube, KubeError
 
@@ -58,4 +59,5 @@ def diagnose(kube: Kube, registry: str | None) -> list[Finding]:
         cm = kube.get("/api/v1/namespaces/knative-serving/configmaps/config-deployment")
         keys = load_fixes()["knative-skip-tag-resolution"]["keys"]
         findings += checks.knative_skip(cm, registry, keys)
+    findings += diagnose_auth(kube)
     return findings

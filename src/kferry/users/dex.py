@@ -10,10 +10,12 @@ Two layouts, detected from what the cluster has:
   new key in that Secret (``DEX_ALICE_EXAMPLE_COM_PASSWORD``) and an entry pointing at it.
 
 The ConfigMap is the one the Deployment mounts (``dex`` in every Kubeflow release), and the
-Secrets are the ones its container reads its environment from. ``config.yaml`` is parsed and
-written back with PyYAML: every setting is kept, but comments and the original formatting of
-``config.yaml`` are not (Dex reads only the settings). Secret values are base64 in the API and are
-never printed.
+Secrets are the ones its container reads its environment from. ``config.yaml`` is edited in its
+own text (:mod:`kferry.users.dexconfig`): only the lines of the entry that changes are written,
+every other byte (comments, connectors, clients, unknown keys) stays. Each edited text is parsed
+again and must give exactly the intended settings; where the file's layout is one those edits do
+not cover, it is written back whole with PyYAML, and the change's detail says that its comments
+were not kept. Secret values are base64 in the API and are never printed.
 
 Dex reads its configuration at start only, so a change is followed by the ``kubectl rollout
 restart`` annotation on its Deployment.
@@ -31,6 +33,7 @@ import yaml
 
 from kferry.errors import InputError, KferryError
 from kferry.kube import Kube
+from kferry.users.dexconfig import DexConfigText
 from kferry.users.names import env_key_for, user_id_for
 from kferry.users.passwords import hash_password, matches
 
@@ -43,6 +46,7 @@ PASSWORD_SECRET = "dex-passwords"
 HASH = "hash"
 HASH_FROM_ENV = "hashFromEnv"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+REWRITTEN = "config.yaml written back whole: its comments and formatting were not kept"
 
 Obj = dict[str, Any]
 
@@ -233,15 +237,28 @@ class DexInstall:
 
     # -- planning
 
-    def _with_entries(self, entries: list[Obj]) -> Obj:
+    @property
+    def config_text(self) -> str:
+        return str(self.configmap["data"][self.config_key])
+
+    def _index_of(self, entry: Obj) -> int:
+        return next(i for i, e in enumerate(self.entries) if e is entry)
+
+    def _with_entries(self, entries: list[Obj], edited: str | None) -> tuple[Obj, str]:
+        """The ConfigMap holding ``edited`` (the in-place edit) if it reads back as the
+        configuration with ``entries``; else the configuration written back whole. Also a
+        note for the change's detail ("" when edited in place)."""
         config = dict(self.config)
         config["staticPasswords"] = entries
-        text = yaml.safe_dump(
-            config, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16
-        )
+        note = ""
+        if edited is None or not _same_config(edited, config):
+            edited = yaml.safe_dump(
+                config, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 16
+            )
+            note = REWRITTEN
         configmap = copy.deepcopy(self.configmap)
-        configmap["data"][self.config_key] = text
-        return configmap
+        configmap["data"][self.config_key] = edited
+        return configmap, note
 
     def _secret_with(self, secret: Obj, key: str, value: str | None) -> Obj:
         updated = copy.deepcopy(secret)
@@ -260,7 +277,7 @@ class DexInstall:
         existing = self.find(email)
         if existing is None:
             return self._plan_new(entries, email, password, username)
-        index = next(i for i, e in enumerate(self.entries) if e is existing)
+        index = self._index_of(existing)
         entry = entries[index]
         secret: Obj | None = None
         detail = ""
@@ -295,8 +312,15 @@ class DexInstall:
                 detail = f"{HASH_FROM_ENV} {var} in Secret {self.namespace}/{_name(target)}"
         if entry == existing and secret is None:
             return DexChange("unchanged", detail=self._describe(existing))
-        configmap = self._with_entries(entries) if entry != existing else None
-        return DexChange("updated", configmap, secret, detail or self._describe(entry))
+        configmap: Obj | None = None
+        detail = detail or self._describe(entry)
+        if entry != existing:
+            changed = [(k, str(v)) for k, v in entry.items() if existing.get(k) != v]
+            gone = [k for k in existing if k not in entry]
+            text = DexConfigText(self.config_text).update(index, changed, gone)
+            configmap, note = self._with_entries(entries, text)
+            detail = f"{detail}; {note}" if note else detail
+        return DexChange("updated", configmap, secret, detail)
 
     def _plan_new(
         self, entries: list[Obj], email: str, password: str, username: str | None
@@ -315,7 +339,10 @@ class DexInstall:
         entry["username"] = username or email.split("@", 1)[0]
         entry["userID"] = user_id_for(email)
         entries.append(entry)
-        return DexChange("added", self._with_entries(entries), secret, self._describe(entry))
+        text = DexConfigText(self.config_text).add([(k, str(v)) for k, v in entry.items()])
+        configmap, note = self._with_entries(entries, text)
+        detail = self._describe(entry) + (f"; {note}" if note else "")
+        return DexChange("added", configmap, secret, detail)
 
     def plan_remove(self, email: str) -> DexChange:
         existing = self.find(email)
@@ -328,7 +355,10 @@ class DexInstall:
         still_used = any(e.get(HASH_FROM_ENV) == var for e in entries)
         if source is not None and source.secret in self.secrets and not still_used:
             secret = self._secret_with(self.secrets[str(source.secret)], str(source.key), None)
-        return DexChange("removed", self._with_entries(entries), secret, self._describe(existing))
+        text = DexConfigText(self.config_text).remove(self._index_of(existing))
+        configmap, note = self._with_entries(entries, text)
+        detail = self._describe(existing) + (f"; {note}" if note else "")
+        return DexChange("removed", configmap, secret, detail)
 
     def _describe(self, entry: Obj) -> str:
         if entry.get(HASH):
@@ -348,6 +378,19 @@ class DexInstall:
 
     def deployment_path(self) -> str:
         return f"/apis/apps/v1/namespaces/{self.namespace}/deployments/{DEPLOYMENT}"
+
+
+def _same_config(text: str, config: Obj) -> bool:
+    """Does ``text`` read back as ``config`` (an empty ``staticPasswords`` may be null)?"""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    if not isinstance(parsed, dict):
+        return False
+    if parsed.get("staticPasswords") is None and not config.get("staticPasswords"):
+        parsed["staticPasswords"] = config.get("staticPasswords")
+    return bool(parsed == config)
 
 
 def _name(obj: Obj) -> str:

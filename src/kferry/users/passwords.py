@@ -22,8 +22,13 @@ MAX_BYTES = 72
 def check_password(password: str) -> str:
     if not password:
         raise InputError("the password is empty")
-    if len(password.encode()) > MAX_BYTES:
-        raise InputError(f"the password is longer than {MAX_BYTES} bytes, which bcrypt cannot use")
+    size = len(password.encode())
+    if size > MAX_BYTES:
+        raise InputError(
+            f"the password is {size} bytes long in UTF-8, longer than {MAX_BYTES} bytes, all "
+            "that bcrypt (Dex's password hash) reads: kferry refuses it rather than cut it "
+            f"silently; choose one of at most {MAX_BYTES} bytes"
+        )
     return password
 
 
@@ -44,6 +49,7 @@ def read_password(stream: BinaryIO) -> str:
 
 
 def hash_password(password: str) -> str:
+    check_password(password)  # never a hash of a password bcrypt would cut
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
 
 
