@@ -235,3 +235,14 @@ def test_diff_takes_exactly_two_inputs(tmp_path: Path) -> None:
     assert run_kferry("images", "--diff", str(a), str(a), str(a)).code == 2
     assert run_kferry("images", "--diff", "-", "-").code == 2
     assert run_kferry("images", "--exit-code", str(a)).code == 2
+
+
+def test_warnings_name_their_input(tmp_path: Path) -> None:
+    a = tmp_path / "a.yaml"
+    a.write_text(POD)
+    b = tmp_path / "b.yaml"
+    b.write_text(POD.replace("quay.io/x/tool:v1", "'Quay.io/X:'"))
+    res = run_kferry("images", "--diff", str(a), str(b), "-o", "json")
+    assert res.code == 0, res.err
+    assert f"kferry: warning: {b}: Pod/ns/p spec.containers[name=d].image" in res.err
+    assert [x["image"] for x in json.loads(res.out)["removed"]] == ["quay.io/x/tool:v1"]

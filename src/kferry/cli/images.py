@@ -36,15 +36,17 @@ def inventory_of(sources: list[Source], catalog: Catalog | None = None) -> tuple
     return inventory, len(objects)
 
 
-def warn_inventory(inventory: Inventory, load_warnings: list[str]) -> None:
-    """The loader's warnings, invalid references, notes and assumptions, on stderr."""
+def warn_inventory(inventory: Inventory, load_warnings: list[str], prefix: str = "") -> None:
+    """The loader's warnings (they name their source), invalid references, notes and
+    assumptions, on stderr; ``prefix`` says which input the others are about (``--diff``)."""
     for w in load_warnings:
         warn(w)
     for p in inventory.problems:
-        warn(f"{p.location.object} {p.location.path}: {p.error}: {p.written!r}")
+        warn(f"{prefix}{p.location.object} {p.location.path}: {p.error}: {p.written!r}")
     for note in inventory.notes:
-        warn(note)
-    warn_assumptions(inventory.assumptions)
+        warn(prefix + note)
+    for a in inventory.assumptions:
+        warn(prefix + a.message())
 
 
 def warn_assumptions(assumptions: list[Assumption]) -> None:
@@ -152,12 +154,12 @@ def images(
 
 
 def compare(paths: tuple[str, str], catalog: Catalog) -> ImageDiff:
-    """Read both sides (warnings on stderr, prefixed by the side's input) and compare."""
+    """Read both sides (warnings on stderr, each naming its input) and compare."""
     sides = []
     for path in paths:
         read = read_diff_input(path, catalog)
         if read.inventory is not None:
-            warn_inventory(read.inventory, read.warnings)
+            warn_inventory(read.inventory, read.warnings, f"{read.side.name}: ")
         sides.append(read)
     return diff_inputs(sides[0], sides[1])
 
