@@ -246,3 +246,18 @@ def test_warnings_name_their_input(tmp_path: Path) -> None:
     assert res.code == 0, res.err
     assert f"kferry: warning: {b}: Pod/ns/p spec.containers[name=d].image" in res.err
     assert [x["image"] for x in json.loads(res.out)["removed"]] == ["quay.io/x/tool:v1"]
+
+
+def test_lock_file_on_stdin_matches_its_render(tmp_path: Path) -> None:
+    a = tmp_path / "a.yaml"
+    a.write_text(POD)
+    entries = [
+        {"source": s, "target": "reg.local/" + s, "digest": "sha256:" + "b" * 64}
+        for s in ("busybox:1.36", "quay.io/x/tool:v1")  # spelled short: canonical is identity
+    ]
+    lock = json.dumps({"version": 1, "images": entries}).encode()
+    res = run_kferry("images", "--diff", "-", str(a), "-o", "json", "--exit-code", stdin=lock)
+    assert res.code == 0, res.err
+    got = json.loads(res.out)
+    assert got["old"] == {"input": "<stdin>", "kind": "lock", "images": 2}
+    assert got["unchanged"] == 2 and not (got["added"] or got["removed"] or got["changed"])
