@@ -1,9 +1,11 @@
 """The stages put together, above the stages and below the CLI: copying images (registry to
-registry, to and from bundles, the lock file) and rewriting + fixing loaded manifests; the
-commands (mirror, bundle, rewrite, airgap) are these calls plus argument parsing."""
+registry, to and from bundles, the lock file), rewriting + fixing loaded manifests, comparing
+two inputs' images and measuring a report; the commands (mirror, bundle, rewrite, airgap,
+images --diff, report) are these calls plus argument parsing."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from kferry.catalog import Catalog
-from kferry.discover import find_all
+from kferry.discover import discover, find_all
+from kferry.discover.diff import ImageDiff, Side, diff_images, lock_side, render_side
 from kferry.discover.model import Assumption, Finding, Inventory
 from kferry.errors import InputError
 from kferry.fix import FixChange, apply_fixes, enabled_fixes
-from kferry.load import Source, load_objects
+from kferry.load import Source, load_objects, read_sources
 from kferry.load.imagelist import parse_image_args
 from kferry.name import Reference
 from kferry.plan import Destination, Planned, plan, plan_one, write_lock
+from kferry.plan.lock import is_lock_document, lock_entries
 from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
@@ -120,6 +124,45 @@ def _check_same_objects(source: Source, before: list[tuple[int, str, str, str]],
             f"{source.name}: rewriting changed the set of objects; nothing was "
             "written (please report this)"
         )
+
+
+# -- comparing ----------------------------------------------------------------------------------
+@dataclass
+class DiffInput:
+    """One side of ``images --diff`` as read: for a render also its discovery and the loader's
+    warnings (the CLI prints them); a lock file has neither."""
+
+    side: Side
+    inventory: Inventory | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _json_document(text: str) -> object:
+    """The text as JSON when it is a JSON object, else ``None`` (then it is read as YAML)."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        doc: object = json.loads(text)
+    except ValueError:
+        return None
+    return doc
+
+
+def read_diff_input(path: str, catalog: Catalog | None = None) -> DiffInput:
+    """A render (file, gzip, ``-``), a kustomize directory or a kferry lock file."""
+    sources = read_sources([path])
+    name = "<stdin>" if path == "-" else path
+    if len(sources) == 1:
+        doc = _json_document(sources[0].text)
+        if is_lock_document(doc):
+            return DiffInput(lock_side(name, lock_entries(name, doc)))
+    objects, warnings = load_objects(sources)
+    inventory = discover(objects, catalog)
+    return DiffInput(render_side(name, inventory.images), inventory, warnings)
+
+
+def diff_inputs(old: DiffInput, new: DiffInput) -> ImageDiff:
+    return diff_images(old.side, new.side)
 
 
 # -- copying ------------------------------------------------------------------------------------

@@ -27,12 +27,28 @@ def read_lock(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read lock file: {exc}") from None
+    return lock_entries(str(path), doc)
+
+
+def is_lock_document(doc: object) -> bool:
+    """A parsed JSON document shaped like a lock file (an ``images`` list, not a Kubernetes
+    object): how ``kferry images --diff`` tells a lock file from a render."""
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("images"), list)
+        and "kind" not in doc
+        and "apiVersion" not in doc
+    )
+
+
+def lock_entries(name: str, doc: object) -> dict[str, dict[str, Any]]:
+    """The entries of a parsed lock document, by source; ``name`` is what errors call it."""
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise InputError(f"{path}: not a kferry lock file (no 'images' list)")
+        raise InputError(f"{name}: not a kferry lock file (no 'images' list)")
     out: dict[str, dict[str, Any]] = {}
     for i, entry in enumerate(doc["images"]):
         if not isinstance(entry, dict) or not {"source", "target", "digest"} <= entry.keys():
-            raise InputError(f"{path}: images[{i}] lacks source, target or digest")
+            raise InputError(f"{name}: images[{i}] lacks source, target or digest")
         out[str(entry["source"])] = entry
     return out
 
