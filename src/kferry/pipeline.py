@@ -129,7 +129,14 @@ class Copy:
         self, source: ImageSource, sink: ImageSink, planned: Sequence[Planned]
     ) -> list[ImageResult]:
         return Copier(
-            source, sink, jobs=self.jobs, platforms=self.platforms, progress=self.progress
+            source,
+            sink,
+            jobs=self.jobs,
+            platforms=self.platforms,
+            progress=self.progress,
+            retries=self.options.retries,
+            backoff=self.options.backoff,
+            max_wait=self.options.max_wait,
         ).run(planned)
 
 

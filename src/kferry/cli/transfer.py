@@ -30,7 +30,7 @@ from kferry.plan import LAYOUTS, LOCK_NAME, Destination, plan
 from kferry.transfer.auth import Credential, Keychain
 from kferry.transfer.copy import ImageResult, Progress
 from kferry.transfer.layout import verify_bundle
-from kferry.transfer.remote import Options
+from kferry.transfer.remote import Options, RegistryError, ssl_context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -182,8 +182,13 @@ def make_options(
             raise InputError("--username applies to the target registry; give --to")
         password = sys.stdin.readline().rstrip("\r\n")
         explicit[target_host] = Credential(username, password, source="--username/--password-stdin")
-    if ca_file is not None and not ca_file.is_file():
-        raise InputError(f"--ca-file {ca_file}: no such file")
+    if ca_file is not None:
+        if not ca_file.is_file():
+            raise InputError(f"--ca-file {ca_file}: no such file")
+        try:  # once, up front: not once per image
+            ssl_context(ca_file)
+        except RegistryError as exc:
+            raise InputError(str(exc)) from None
     return Options(
         keychain=Keychain(explicit),
         ca_file=ca_file,

@@ -10,7 +10,9 @@ recorded and the others go on.
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -105,7 +107,13 @@ class Copier:
         jobs: int = 8,
         platforms: Sequence[str] = (),
         progress: Progress | None = None,
+        retries: int = 6,
+        backoff: float = 0.5,
+        max_wait: float = 60.0,
     ) -> None:
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.max_wait = max_wait
         self.source = source
         self.sink = sink
         self.jobs = max(1, jobs)
@@ -194,8 +202,10 @@ class Copier:
             sent += n
             self.progress.bytes_done(n)
 
-        last: Exception | None = None
-        for _attempt in range(3):  # a stream that breaks mid-blob is restarted from scratch
+        # A blob whose stream broke (either side), whose upload got 5xx/429 or whose token
+        # expired is started again from scratch (new session, new token), with backoff.
+        attempt = 0
+        while True:
             try:
                 outcome = self.sink.put_blob(
                     result.target,
@@ -205,18 +215,30 @@ class Copier:
                 )
                 break
             except (TransientError, DigestMismatch) as exc:
-                last = exc
                 self.progress.bytes_done(-sent)
                 sent = 0
-        else:
-            assert last is not None
-            raise last
+                damaged = isinstance(exc, DigestMismatch)  # bytes that lie: twice at most
+                if attempt >= (1 if damaged else self.retries):
+                    raise type(exc)(
+                        f"blob {blob.digest}: gave up after {attempt + 1} attempts: {exc}"
+                    ) from None
+                if not damaged:
+                    wait = exc.retry_after if isinstance(exc, TransientError) else None
+                    time.sleep(_delay(attempt, wait, self.backoff, self.max_wait))
+                attempt += 1
         with self._lock:
             if outcome == "sent":
                 result.bytes_sent += blob.size
             else:
                 result.bytes_skipped += blob.size
                 self.progress.bytes_done(blob.size)
+
+
+def _delay(attempt: int, retry_after: float | None, backoff: float, max_wait: float) -> float:
+    if retry_after is not None:
+        return min(retry_after, max_wait)
+    base = backoff * (2**attempt)
+    return float(min(base + random.uniform(0, base / 2), max_wait))
 
 
 def _at(ref: Reference, identifier: str) -> Reference:
