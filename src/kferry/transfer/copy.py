@@ -1,6 +1,7 @@
 """The copier: images from a source store to a sink store, byte for byte, in parallel.
 
-For each planned image: fetch the manifest (an index brings its children), skip the whole
+For each planned image: fetch the manifest (an index brings its children, and indexes inside
+indexes theirs, to any depth up to ``MAX_INDEX_DEPTH``), skip the whole
 image when the target already names the same digest, otherwise send every blob the target
 lacks (in parallel across images, each blob once per registry: later repositories mount it)
 and then the manifests, children first, exactly as fetched. A failure in one image is
@@ -21,7 +22,15 @@ from typing import Any
 from kferry.errors import KferryError
 from kferry.name import Reference
 from kferry.plan import Planned
-from kferry.transfer.media import INDEX_TYPES, OCI_INDEX, Descriptor, Manifest, parse_manifest
+from kferry.transfer.media import (
+    INDEX_TYPES,
+    MAX_INDEX_DEPTH,
+    MAX_MANIFESTS_PER_IMAGE,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    parse_manifest,
+)
 from kferry.transfer.remote import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.stores import ImageSink, ImageSource
 
@@ -85,7 +94,12 @@ def _platform_ok(platform: str | None, wanted: Sequence[str]) -> bool:
 
 def _filtered_index(top: Manifest, platforms: Sequence[str], where: str) -> Manifest | None:
     """The index with only the wanted platforms (None when all are kept)."""
-    keep = [d for d in top.children if _platform_ok(d.platform, platforms)]
+    keep = [
+        d
+        for d in top.children
+        if _platform_ok(d.platform, platforms)
+        or (d.platform is None and d.media_type in INDEX_TYPES)
+    ]
     if len(keep) == len(top.children):
         return None
     if not keep:
@@ -159,7 +173,7 @@ class Copier:
         result.digest, result.media_type = top.digest, top.media_type
 
         ident = top.digest if dst.digest else (dst.tag or "latest")
-        children = [self.source.get_child(src, d.digest) for d in top.children]
+        children = self._descendants(result, top)
         blobs: dict[str, Descriptor] = {}
         for m in [top, *children]:
             for b in m.blobs:
@@ -193,6 +207,33 @@ class Copier:
             self.sink.put_manifest(_at(dst, child.digest), child.digest, child)
         self.sink.put_manifest(_at(dst, ident), ident, top, top=True)
         result.status = "copied"
+
+    def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
+        """Every manifest below ``top`` (each once), children before their parents."""
+        seen = {top.digest}
+        order: list[Manifest] = []
+
+        def walk(m: Manifest, depth: int) -> None:
+            for d in m.children:
+                if d.digest in seen:
+                    continue
+                if depth >= MAX_INDEX_DEPTH:
+                    raise RegistryError(
+                        f"{result.source.canonical}: indexes nested deeper than "
+                        f"{MAX_INDEX_DEPTH} levels (at {d.digest}); refused"
+                    )
+                if len(seen) >= MAX_MANIFESTS_PER_IMAGE:
+                    raise RegistryError(
+                        f"{result.source.canonical}: more than {MAX_MANIFESTS_PER_IMAGE} "
+                        "manifests in one image; refused"
+                    )
+                seen.add(d.digest)
+                child = self.source.get_child(result.source, d.digest)
+                walk(child, depth + 1)
+                order.append(child)
+
+        walk(top, 1)
+        return order
 
     def _copy_blob(self, result: ImageResult, blob: Descriptor) -> None:
         sent = 0

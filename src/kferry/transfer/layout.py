@@ -33,7 +33,14 @@ import zstandard
 from kferry.atomic import atomic_write
 from kferry.errors import InputError
 from kferry.name import Reference
-from kferry.transfer.media import OCI_INDEX, Descriptor, Manifest, parse_manifest, sha256_digest
+from kferry.transfer.media import (
+    MAX_INDEX_DEPTH,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    parse_manifest,
+    sha256_digest,
+)
 from kferry.transfer.remote import DigestMismatch, verified
 from kferry.transfer.stores import BlobOpener, BlobOutcome, OnBytes
 
@@ -474,24 +481,23 @@ def _check_graph(
         if have != desc.size:
             report.damage.append(f"{owner}: {desc.digest} has {have} bytes, expected {desc.size}")
 
-    for e in entries:
-        check(e.descriptor, e.name)
-        if e.descriptor.digest not in sizes:
-            continue
+    def walk(desc: Descriptor, owner: str, depth: int, seen: set[str]) -> None:
+        check(desc, owner)
+        if desc.digest not in sizes or desc.digest in seen:
+            return
+        seen.add(desc.digest)
+        if depth > MAX_INDEX_DEPTH:
+            report.damage.append(f"{owner}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
+            return
         try:
-            m = parse_manifest(read(e.descriptor.digest), e.descriptor.media_type, e.name)
+            m = parse_manifest(read(desc.digest), desc.media_type or None, owner)
         except (InputError, ValueError) as exc:
-            report.damage.append(f"{e.name}: {exc}")
-            continue
+            report.damage.append(f"{owner}: {exc}")
+            return
         for child in m.children:
-            check(child, e.name)
-            if child.digest in sizes:
-                try:
-                    cm = parse_manifest(read(child.digest), child.media_type, e.name)
-                except (InputError, ValueError) as exc:
-                    report.damage.append(f"{e.name}: {exc}")
-                    continue
-                for b in cm.blobs:
-                    check(b, e.name)
+            walk(child, owner, depth + 1, seen)
         for b in m.blobs:
-            check(b, e.name)
+            check(b, owner)
+
+    for e in entries:
+        walk(e.descriptor, e.name, 1, set())

@@ -29,6 +29,11 @@ ACCEPT = ", ".join(
     [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1]
 )
 
+# Indexes of indexes exist (attestation indexes, vendor bundles); none real goes past 3 levels.
+# The bounds stop a hostile registry or bundle from making a walk that never ends.
+MAX_INDEX_DEPTH = 8
+MAX_MANIFESTS_PER_IMAGE = 4096
+
 NON_DISTRIBUTABLE = frozenset(
     {
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
