@@ -40,7 +40,7 @@ class Composer:
                     if recipe.style == "code-env-default":
                         self._code(recipe, cm, key, value)
                         continue
-                    parsed = self.cache.parse(value)
+                    parsed = self.cache.parse(value, cm.document.source.name)
                     if parsed is None:
                         continue
                     fmt, roots = parsed

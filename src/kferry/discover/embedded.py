@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import yaml
 
-from kferry.load.documents import compose_all
+from kferry.errors import InputError
+from kferry.load.documents import AliasBomb, check_aliases, compose_all, may_have_aliases
 
 Parsed = tuple[str, list[yaml.Node]]  # (format, document roots)
 
@@ -30,11 +31,18 @@ class EmbeddedCache:
         self._cache: dict[int, Parsed | None] = {}
         self._keep: list[yaml.Node] = []  # keep nodes alive so ids stay unique
 
-    def parse(self, node: yaml.ScalarNode) -> Parsed | None:
+    def parse(self, node: yaml.ScalarNode, file: str) -> Parsed | None:
+        """``file`` names the input in the error for a string whose aliases explode."""
         key = id(node)
         if key in self._cache:
             return self._cache[key]
-        result = self._parse(node.value)
+        try:
+            result = self._parse(node.value)
+        except AliasBomb as exc:
+            raise InputError(
+                f"{file}: line {node.start_mark.line + 1}: the document in this string, its "
+                f"line {exc.line + 1}: {exc.problem}; refused"
+            ) from None
         self._cache[key] = result
         self._keep.append(node)
         return result
@@ -48,7 +56,11 @@ class EmbeddedCache:
             roots = [n for n in compose_all(text) if n is not None]
         except yaml.YAMLError:
             return None
+        except RecursionError:
+            return None
         roots = [n for n in roots if isinstance(n, (yaml.MappingNode, yaml.SequenceNode))]
         if not roots:
             return None
+        if may_have_aliases(text):
+            check_aliases(roots)
         return fmt, roots

@@ -146,7 +146,7 @@ class ObjectWalker:
 
     def _string(self, node: yaml.ScalarNode, ctx: Ctx) -> None:
         """A string that may be a document (JSON/YAML) or text with ``image:`` lines."""
-        parsed = self.cache.parse(node)
+        parsed = self.cache.parse(node, self.obj.document.source.name)
         if parsed is not None:
             fmt, roots = parsed
             inner = Ctx(how="string", embeds=(*ctx.embeds, (fmt, node)))
