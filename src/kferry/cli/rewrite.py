@@ -32,6 +32,7 @@ from kferry.pipeline import (
     update_lock,
 )
 from kferry.plan import LOCK_NAME, Destination, plan, read_lock
+from kferry.plan.lock import check_lock
 from kferry.plan.nodes import containerd_hosts, crio_registries, source_hosts
 from kferry.transfer.copy import ImageResult
 
@@ -248,6 +249,7 @@ def airgap(
     sources = read_sources(paths)
     inventory = inventory_of(sources)[0] if not bundle_in else None
     lock_path = out.parent / LOCK_NAME
+    check_lock(lock_path)
     results: list[ImageResult]
     if bundle_in is not None:
         options = make_options(

@@ -9,13 +9,19 @@ Writing goes to a staging directory (``OUT.kferry-partial`` beside a tar output,
 directory itself); each blob is streamed to ``<hex>.partial``, verified, and renamed, so an
 interrupted save resumes where it stopped and never leaves a damaged blob under its digest.
 ``index.json`` and the tar file are written atomically at the end. The tar puts ``oci-layout``
-and ``index.json`` first so that readers can stream it. No library writes OCI layouts for
+and ``index.json`` first so that readers can stream it. One run at a time writes an output
+(``.OUT.kferry-lock``, see :mod:`kferry.scratch`); the packing file ``.OUT.kferry-pack-*`` is
+removed on SIGTERM, and one left by a killed run is removed by the next. A ``.tar.zst`` being
+loaded is unpacked under ``--tmp-dir``/``TMPDIR``, never next to the bundle (a DVD or a full
+USB stick), and removed on every exit. No library writes OCI layouts for
 Python; the format is small and fully specified, so it is written here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -30,8 +36,9 @@ from typing import IO, Any
 
 import zstandard
 
+from kferry import scratch
 from kferry.atomic import atomic_write
-from kferry.errors import InputError
+from kferry.errors import InputError, KferryError
 from kferry.name import Reference
 from kferry.transfer.media import (
     MAX_INDEX_DEPTH,
@@ -44,6 +51,7 @@ from kferry.transfer.media import (
 from kferry.transfer.remote import DigestMismatch, verified
 from kferry.transfer.stores import BlobOpener, BlobOutcome, OnBytes
 
+UNPACK_PREFIX = "kferry-unpack-"
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
@@ -73,14 +81,39 @@ class IndexEntry:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
+def _os_error(exc: OSError, doing: str) -> KferryError:
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = "; free space there or choose another place"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "; choose a writable place"
+    return KferryError(f"{where}{doing}: {exc.strerror or exc}{hint}")
+
+
 class LayoutWriter:
-    """An OCI layout being written (the sink of ``bundle save``)."""
+    """An OCI layout being written (the sink of ``bundle save``). Use as a context manager:
+    it holds the output's lock until closed."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self.kind = bundle_kind(out)
         self.root = out if self.kind == "dir" else out.with_name(out.name + ".kferry-partial")
-        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        self._stack = contextlib.ExitStack()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self._stack.enter_context(
+                scratch.exclusive(out.with_name(f".{out.name}.kferry-lock"), f"{out}")
+            )
+            for stale in out.parent.glob(f".{glob.escape(out.name)}.kferry-pack-*"):
+                stale.unlink()  # a killed run's packing file: ours now that we hold the lock
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._stack.close()
+            raise _os_error(exc, "cannot write the bundle") from None
+        except BaseException:
+            self._stack.close()
+            raise
         self._entries: dict[str, IndexEntry] = {}
         for e in _read_index(self.root, missing_ok=True):
             self._entries[e.name] = e
@@ -93,29 +126,34 @@ class LayoutWriter:
         if entry is None:
             return None
         path = _blob_path(self.root, entry.descriptor.digest)
-        return entry.descriptor.digest if path.exists() else None
+        return entry.descriptor.digest if _holds(path, entry.descriptor.digest) else None
 
     def put_blob(
         self, ref: Reference, desc: Descriptor, opener: BlobOpener, on_bytes: OnBytes
     ) -> BlobOutcome:
         path = _blob_path(self.root, desc.digest)
         with self._lock_for(desc.digest):
-            if path.exists() and path.stat().st_size == desc.size:
-                return "exists"
+            if path.exists() and path.stat().st_size == desc.size and _holds(path, desc.digest):
+                return "exists"  # re-hashed: a blob damaged in place is fetched again
             partial = path.with_name(path.name + ".partial")
-            with opener() as chunks, open(partial, "wb") as f:
-                for chunk in verified(chunks, desc.digest, desc.size, f"{ref.canonical}", on_bytes):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
+            try:
+                with opener() as chunks, open(partial, "wb") as f:
+                    for chunk in verified(
+                        chunks, desc.digest, desc.size, f"{ref.canonical}", on_bytes
+                    ):
+                        f.write(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(partial, path)
+            except OSError as exc:
+                raise _os_error(exc, f"cannot write blob {desc.digest}") from None
             return "sent"
 
     def put_manifest(
         self, ref: Reference, identifier: str, manifest: Manifest, *, top: bool = False
     ) -> None:
         path = _blob_path(self.root, manifest.digest)
-        if not path.exists():
+        if not _holds(path, manifest.digest):
             atomic_write(path, manifest.raw)
         if top:
             name = ref.with_digest(None).canonical if not ref.digest else ref.canonical
@@ -128,9 +166,33 @@ class LayoutWriter:
         with self._guard:
             return self._locks.setdefault(digest, threading.Lock())
 
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> LayoutWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _remove_leftovers(self) -> None:
+        """What killed runs left in the staging area: partial blobs, temporary files."""
+        for d in (self.root, self.root / "blobs" / "sha256"):
+            for p in d.iterdir():
+                if p.is_file() and (p.name.endswith(".partial") or p.name.startswith(".")):
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+
     # -- finish --------------------------------------------------------------------------------
     def finish(self) -> Path:
         """Write ``oci-layout`` and ``index.json``; pack into the tar if one was asked for."""
+        try:
+            return self._finish()
+        except OSError as exc:
+            raise _os_error(exc, f"cannot finish the bundle {self.out}") from None
+
+    def _finish(self) -> Path:
+        self._remove_leftovers()
         atomic_write(self.root / "oci-layout", json.dumps(LAYOUT_FILE).encode())
         manifests = []
         for name in sorted(self._entries):
@@ -147,8 +209,21 @@ class LayoutWriter:
         return self.out
 
 
+def _holds(path: Path, digest: str) -> bool:
+    """``path`` exists and hashes to ``digest`` (read in 1 MiB pieces)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(READ_CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        return False
+    return f"sha256:{h.hexdigest()}" == digest
+
+
 def _pack(root: Path, out: Path, zstd: bool) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.kferry-pack-", dir=out.parent)
+    scratch.track(Path(tmp))
     try:
         with os.fdopen(fd, "wb") as raw:
             stream: IO[bytes] = raw
@@ -173,6 +248,8 @@ def _pack(root: Path, out: Path, zstd: bool) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        scratch.untrack(Path(tmp))
 
 
 def _read_index(root: Path, missing_ok: bool = False) -> list[IndexEntry]:
@@ -207,7 +284,9 @@ class LayoutReader:
     """An OCI layout read back (the source of ``bundle load``): a directory or a tar.
 
     A ``.tar`` is read in place (members by offset); a ``.tar.zst`` cannot be read out of
-    order, so it is first unpacked into a temporary directory next to it.
+    order, so it is first unpacked into a temporary directory under ``tmp_dir`` (default
+    ``TMPDIR``), removed when the reader closes or the process gets SIGTERM; one left by a
+    killed run is removed by the next.
     """
 
     def __init__(self, path: Path, tmp_dir: Path | None = None) -> None:
@@ -215,14 +294,16 @@ class LayoutReader:
         if not path.exists():
             raise InputError(f"{path}: no such bundle")
         self.kind = "dir" if path.is_dir() else bundle_kind(path)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._stack = contextlib.ExitStack()
         self._members: dict[str, tarfile.TarInfo] = {}
         if self.kind == "tar.zst":
-            self._tmp = tempfile.TemporaryDirectory(
-                prefix=".kferry-unpack-", dir=tmp_dir or path.parent
-            )
-            _unpack_zst(path, Path(self._tmp.name))
-            self.root: Path | None = Path(self._tmp.name)
+            try:
+                dest = self._stack.enter_context(scratch.scratch_dir(tmp_dir, UNPACK_PREFIX))
+                _unpack_zst(path, dest)
+            except BaseException:
+                self._stack.close()
+                raise
+            self.root: Path | None = dest
         elif self.kind == "tar":
             self.root = None
             try:
@@ -235,8 +316,7 @@ class LayoutReader:
         self.entries = self._index()
 
     def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self._stack.close()
 
     def __enter__(self) -> LayoutReader:
         return self
@@ -341,8 +421,13 @@ def _unpack_zst(path: Path, dest: Path) -> None:
                 assert src is not None
                 with open(target, "wb") as out:
                     shutil.copyfileobj(src, out, READ_CHUNK)
-    except (tarfile.TarError, zstandard.ZstdError) as exc:
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise InputError(f"{path}: damaged bundle: {exc}") from None
+    except OSError as exc:
+        raise KferryError(
+            f"{path}: cannot unpack into {dest}: {exc.strerror or exc}; choose a place with "
+            "room for the unpacked bundle with --tmp-dir DIR (or TMPDIR)"
+        ) from None
 
 
 def _safe_member(name: str) -> bool:
