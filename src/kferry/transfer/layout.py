@@ -119,14 +119,38 @@ class LayoutWriter:
             self._entries[e.name] = e
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._verified: set[str] = set()
 
     # -- ImageSink -----------------------------------------------------------------------------
     def manifest_digest(self, ref: Reference) -> str | None:
         entry = self._entries.get(ref.canonical)
         if entry is None:
             return None
-        path = _blob_path(self.root, entry.descriptor.digest)
-        return entry.descriptor.digest if _holds(path, entry.descriptor.digest) else None
+        desc = entry.descriptor
+        return desc.digest if self._complete(desc.digest, desc.media_type, 1) else None
+
+    def _complete(self, digest: str, media_type: str | None, depth: int) -> bool:
+        """The manifest and everything below it are here with the right bytes (re-hashed
+        once per run: a blob damaged in place makes the image be copied again)."""
+        if digest in self._verified:
+            return True
+        path = _blob_path(self.root, digest)
+        if not _holds(path, digest) or depth > MAX_INDEX_DEPTH:
+            return False
+        try:
+            m = parse_manifest(path.read_bytes(), media_type, str(path))
+        except (OSError, ValueError):
+            return False
+        for child in m.children:
+            if not self._complete(child.digest, child.media_type or None, depth + 1):
+                return False
+        for b in m.blobs:
+            if not b.foreign and b.digest not in self._verified:
+                if not _holds(_blob_path(self.root, b.digest), b.digest):
+                    return False
+                self._verified.add(b.digest)
+        self._verified.add(digest)
+        return True
 
     def put_blob(
         self, ref: Reference, desc: Descriptor, opener: BlobOpener, on_bytes: OnBytes
