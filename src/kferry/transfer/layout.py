@@ -25,6 +25,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -48,10 +49,13 @@ from kferry.transfer.media import (
     parse_manifest,
     sha256_digest,
 )
-from kferry.transfer.remote import DigestMismatch, verified
+from kferry.transfer.remote import MAX_MANIFEST_BYTES, DigestMismatch, verified
 from kferry.transfer.stores import BlobOpener, BlobOutcome, OnBytes
 
 UNPACK_PREFIX = "kferry-unpack-"
+VERIFY_PREFIX = "kferry-verify-"
+MAX_INDEX_BYTES = 64 << 20
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
@@ -290,16 +294,28 @@ def _read_index(root: Path, missing_ok: bool = False) -> list[IndexEntry]:
 def _parse_index(data: bytes, path: str) -> list[IndexEntry]:
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: not an OCI index (not a JSON object)")
+    manifests = doc.get("manifests") or []
+    if not isinstance(manifests, list):
+        raise InputError(f"{path}: manifests is not a list")
     entries = []
-    for i, m in enumerate(doc.get("manifests") or []):
-        ann = dict(m.get("annotations") or {})
+    for i, m in enumerate(manifests):
+        if not isinstance(m, dict):
+            raise InputError(f"{path}: manifests[{i}] is not a descriptor")
+        ann_raw = m.get("annotations") or {}
+        if not isinstance(ann_raw, dict):
+            raise InputError(f"{path}: manifests[{i}].annotations is not an object")
+        ann = {str(k): str(v) for k, v in ann_raw.items()}
         name = ann.get(CONTAINERD_NAME) or ann.get(REF_NAME) or str(m.get("digest"))
         try:
             desc = Descriptor(str(m["mediaType"]), str(m["digest"]), int(m["size"]))
         except (KeyError, ValueError, TypeError):
             raise InputError(f"{path}: manifests[{i}] is not a descriptor") from None
+        if desc.size < 0 or not _DIGEST_RE.fullmatch(desc.digest):
+            raise InputError(f"{path}: manifests[{i}] is not a descriptor (digest or size)")
         entries.append(IndexEntry(name, desc, ann))
     return entries
 
@@ -318,6 +334,8 @@ class LayoutReader:
         if not path.exists():
             raise InputError(f"{path}: no such bundle")
         self.kind = "dir" if path.is_dir() else bundle_kind(path)
+        if self.kind == "dir" and not path.is_dir():
+            raise InputError(f"{path}: not a bundle (a directory, a .tar or a .tar.zst)")
         self._stack = contextlib.ExitStack()
         self._members: dict[str, tarfile.TarInfo] = {}
         if self.kind == "tar.zst":
@@ -349,9 +367,13 @@ class LayoutReader:
         self.close()
 
     # -- raw access ----------------------------------------------------------------------------
-    def read_file(self, rel: str) -> bytes:
+    def read_file(self, rel: str, cap: int = MAX_MANIFEST_BYTES) -> bytes:
+        """A small file (index.json, a manifest): more than ``cap`` bytes is bad input."""
         with self.open_file(rel) as f:
-            return f.read()
+            data = f.read(cap + 1)
+        if len(data) > cap:
+            raise InputError(f"{self.path}: {rel} is larger than {cap >> 20} MiB")
+        return data
 
     @contextlib.contextmanager
     def open_file(self, rel: str) -> Iterator[IO[bytes]]:
@@ -371,8 +393,10 @@ class LayoutReader:
 
     def _index(self) -> list[IndexEntry]:
         try:
-            data = self.read_file("index.json")
-        except InputError:
+            data = self.read_file("index.json", MAX_INDEX_BYTES)
+        except InputError as exc:
+            if "larger than" in str(exc):
+                raise
             raise InputError(f"{self.path}: not an OCI layout (no index.json)") from None
         return _parse_index(data, f"{self.path}: index.json")
 
@@ -511,11 +535,51 @@ def verify_bundle(path: Path, on_bytes: Callable[[int], None] | None = None) -> 
     return report
 
 
+class _Retained:
+    """Blobs that may be manifests, kept for the graph check after the stream: in memory up
+    to ``MEMORY`` bytes, then in a scratch directory, so memory stays bounded whatever the
+    bundle holds (thousands of JSON blobs expanding from a small ``.tar.zst``)."""
+
+    MEMORY = 64 << 20
+
+    def __init__(self, stack: contextlib.ExitStack, tmp_dir: Path | None) -> None:
+        self._stack, self._tmp_dir = stack, tmp_dir
+        self._mem: dict[str, bytes] = {}
+        self._used = 0
+        self._dir: Path | None = None
+
+    def put(self, digest: str, data: bytes) -> None:
+        if self._used + len(data) <= self.MEMORY:
+            self._mem[digest] = data
+            self._used += len(data)
+            return
+        if self._dir is None:
+            self._dir = self._stack.enter_context(scratch.scratch_dir(self._tmp_dir, VERIFY_PREFIX))
+        (self._dir / digest.partition(":")[2]).write_bytes(data)
+
+    def get(self, digest: str) -> bytes:
+        if digest in self._mem:
+            return self._mem[digest]
+        if self._dir is not None:
+            with contextlib.suppress(FileNotFoundError):
+                return (self._dir / digest.partition(":")[2]).read_bytes()
+        raise InputError(f"{digest} is missing")
+
+
 def _verify_stream(
     path: Path, report: VerifyReport, on_bytes: Callable[[int], None] | None
 ) -> VerifyReport:
+    with contextlib.ExitStack() as stack:
+        return _verify_stream_in(path, report, on_bytes, _Retained(stack, None))
+
+
+def _verify_stream_in(
+    path: Path,
+    report: VerifyReport,
+    on_bytes: Callable[[int], None] | None,
+    small: _Retained,
+) -> VerifyReport:
     sizes: dict[str, int] = {}
-    small: dict[str, bytes] = {}
     index_raw: bytes | None = None
     dctx = zstandard.ZstdDecompressor()
     try:
@@ -531,18 +595,25 @@ def _verify_stream(
                 assert f is not None
                 name = member.name.removeprefix("./")
                 if name == "index.json":
-                    index_raw = f.read()
+                    index_raw = f.read(MAX_INDEX_BYTES + 1)
+                    if len(index_raw) > MAX_INDEX_BYTES:
+                        report.damage.append(
+                            f"index.json is larger than {MAX_INDEX_BYTES >> 20} MiB"
+                        )
+                        return report
                     continue
                 if not name.startswith("blobs/sha256/"):
                     continue
                 hexname = name.split("/")[-1]
                 h = hashlib.sha256()
                 n = 0
-                keep = member.size <= 4 << 20
+                keep = member.size <= MAX_MANIFEST_BYTES
                 buf = bytearray()
                 for chunk in _chunks(f):
                     h.update(chunk)
                     n += len(chunk)
+                    if keep and not buf and chunk.lstrip()[:1] != b"{":
+                        keep = False  # not JSON: not a manifest
                     if keep:
                         buf += chunk
                     if on_bytes:
@@ -551,10 +622,10 @@ def _verify_stream(
                 report.bytes += n
                 sizes[f"sha256:{hexname}"] = n
                 if keep:
-                    small[f"sha256:{hexname}"] = bytes(buf)
+                    small.put(f"sha256:{hexname}", bytes(buf))
                 if h.hexdigest() != hexname:
                     report.damage.append(f"{name}: content hashes to sha256:{h.hexdigest()}")
-    except (tarfile.TarError, zstandard.ZstdError) as exc:
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         report.damage.append(f"archive: {exc}")
         return report
     if index_raw is None:
@@ -562,12 +633,7 @@ def _verify_stream(
         return report
     entries = _parse_index(index_raw, f"{path}: index.json")
 
-    def read(digest: str) -> bytes:
-        if digest not in small:
-            raise InputError(f"{digest} is missing")
-        return small[digest]
-
-    _check_graph(entries, sizes, read, report)
+    _check_graph(entries, sizes, small.get, report)
     return report
 
 
