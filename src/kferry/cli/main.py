@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args=list(argv) if argv is not None else None, prog_name="kferry", standalone_mode=False
         )
     except KferryError as exc:
-        click.echo(f"kferry: error: {exc}", err=True)
+        from kferry.cli.output import printable  # only on the error path (rich is heavy)
+
+        click.echo(f"kferry: error: {printable(str(exc))}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("kferry: interrupted", err=True)

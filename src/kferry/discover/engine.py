@@ -25,13 +25,15 @@ def find_all(
     composer.run()
     findings: list[Finding] = list(composer.findings)
     problems: list[Finding] = []
+    warnings: list[str] = []
     for obj in index.objects:
         walker = ObjectWalker(obj, catalog, cache, composer.claimed)
         walker.run()
         findings.extend(walker.findings)
         problems.extend(walker.problems)
+        warnings.extend(walker.warnings)
     findings.extend(compiled_defaults(catalog, index))
-    return findings, problems, composer.notes
+    return findings, problems, [*composer.notes, *warnings]
 
 
 def group(findings: Iterable[Finding]) -> list[Image]:

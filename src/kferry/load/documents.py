@@ -276,7 +276,15 @@ def load_objects(sources: list[Source]) -> tuple[list[KubeObject], list[str]]:
     for source in sources:
         before = len(out)
         for doc in parse_documents(source):
-            out.extend(objects(doc))
+            for obj in objects(doc):
+                for key in ("kind", "apiVersion"):
+                    node = mapping_get(obj.node, key)
+                    if node is not None and scalar_str(node) is None:
+                        warnings.append(
+                            f"{obj.where()}: {key} is not a string "
+                            f"({node.value!r} is read as {obj.kind if key == 'kind' else 'text'!r})"
+                        )
+                out.append(obj)
         if len(out) == before:
             warnings.append(f"{source.name}: no Kubernetes objects in this input")
     return out, warnings
