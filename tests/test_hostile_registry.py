@@ -295,3 +295,33 @@ def test_bad_ca_file_fails_once_up_front(
     assert res.out == ""
     assert res.err.count("--ca-file") == 1 and str(bad) in res.err
     assert "Traceback" not in res.err
+
+
+def test_upload_location_on_another_host_gets_no_credentials(
+    source_registry: Registry,
+    target_registry: Registry,
+    make_flaky_proxy: ProxyFactory,
+    tmp_path: Path,
+) -> None:
+    """A registry whose upload Location names another host: the upload goes there (as the
+    protocol says) but the password does not."""
+    front = make_flaky_proxy(target_registry)
+    elsewhere = make_flaky_proxy(target_registry)  # another origin, plain HTTP
+    front.location_base = elsewhere.url
+    img = push_image(source_registry, "loc/app", tag="1", layers=[100_000])
+    res, _ = mirror(
+        target_registry,
+        img.tag_ref,
+        "--plain-http",
+        source_registry.host,
+        "--plain-http",
+        front.host,
+        "--plain-http",
+        elsewhere.host,
+        to_host=front.host,
+        lock=tmp_path / "l.json",
+    )
+    assert any(r.method in ("PUT", "PATCH") for r in elsewhere.requests)
+    assert elsewhere.with_authorization == [], elsewhere.with_authorization
+    assert front.with_authorization, "the registry itself does get the credentials"
+    assert str(target_registry.password) not in res.out + res.err
