@@ -310,7 +310,7 @@ def test_upload_location_on_another_host_gets_no_credentials(
     elsewhere = make_flaky_proxy(target_registry)  # another origin, plain HTTP
     front.location_base = elsewhere.url
     img = push_image(source_registry, "loc/app", tag="1", layers=[100_000])
-    res, _ = mirror(
+    res, summary = mirror(
         target_registry,
         img.tag_ref,
         "--plain-http",
@@ -326,3 +326,5 @@ def test_upload_location_on_another_host_gets_no_credentials(
     assert elsewhere.with_authorization == [], elsewhere.with_authorization
     assert front.with_authorization, "the registry itself does get the credentials"
     assert str(target_registry.password) not in res.out + res.err
+    assert res.code == 1
+    assert "sends no credentials there" in summary["failures"][0]["error"]

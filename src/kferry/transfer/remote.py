@@ -546,11 +546,12 @@ class Registry:
             )
         except httpx.HTTPError as exc:
             raise self._network_error(exc, f"upload of blob {digest}") from None
-        self._check_upload(resp, repo, digest, scopes, (201, 204))
+        self._check_upload(resp, url, repo, digest, scopes, (201, 204))
 
     def _check_upload(
         self,
         resp: httpx.Response,
+        url: str,
         repo: str,
         digest: str,
         scopes: tuple[str, ...],
@@ -563,6 +564,16 @@ class Registry:
             wait = _retry_after(resp)
             resp.close()
             raise TransientError(f"{where}: HTTP {resp.status_code}", wait)
+        if resp.status_code == 401 and not (
+            self._same_origin(url) and self.may_send_credentials(url)
+        ):
+            resp.close()
+            there = urlsplit(url)
+            raise AuthError(
+                f"{where}: the registry sent the upload to {there.scheme}://{there.netloc}, "
+                f"not {self.base}; kferry sends no credentials there (another host, or plain "
+                "HTTP). Fix the registry's external URL (behind a TLS proxy: X-Forwarded-Proto)"
+            )
         if resp.status_code == 401:
             challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
             resp.close()
@@ -598,7 +609,7 @@ class Registry:
                 )
             except httpx.HTTPError as exc:
                 raise self._network_error(exc, f"upload of blob {digest}") from None
-            self._check_upload(resp, repo, digest, scopes, (202,))
+            self._check_upload(resp, location, repo, digest, scopes, (202,))
             location = self._location(resp)
             offset = end + 1
         resp = self.request(
