@@ -179,7 +179,14 @@ class Copy:
         self, source: ImageSource, sink: ImageSink, planned: Sequence[Planned]
     ) -> list[ImageResult]:
         return Copier(
-            source, sink, jobs=self.jobs, platforms=self.platforms, progress=self.progress
+            source,
+            sink,
+            jobs=self.jobs,
+            platforms=self.platforms,
+            progress=self.progress,
+            retries=self.options.retries,
+            backoff=self.options.backoff,
+            max_wait=self.options.max_wait,
         ).run(planned)
 
 
@@ -200,23 +207,26 @@ def save_bundle(refs: Sequence[Reference], out: Path, copy: Copy) -> tuple[list[
     """Registry to OCI layout; finished (index.json, tar) only when every image made it.
     Returns the results and where the bundle (or its resumable staging directory) is."""
     registries = Registries(copy.options)
-    writer = LayoutWriter(out)
-    try:
-        results = copy.run(
-            RegistryStore(registries), writer, [Planned(r, r) for r in dict.fromkeys(refs)]
-        )
-    finally:
-        registries.close()
-    if all(r.status != "failed" for r in results):
-        return results, writer.finish()
-    return results, writer.root
+    with LayoutWriter(out) as writer:
+        try:
+            results = copy.run(
+                RegistryStore(registries), writer, [Planned(r, r) for r in dict.fromkeys(refs)]
+            )
+        finally:
+            registries.close()
+        if all(r.status != "failed" for r in results):
+            return results, writer.finish()
+        return results, writer.root
 
 
-def load_bundle(bundle: Path, to: Destination, layout: str, copy: Copy) -> list[ImageResult]:
-    """OCI layout to registry, each image planned from its source reference."""
+def load_bundle(
+    bundle: Path, to: Destination, layout: str, copy: Copy, tmp_dir: Path | None = None
+) -> list[ImageResult]:
+    """OCI layout to registry, each image planned from its source reference (a ``.tar.zst``
+    is unpacked under ``tmp_dir``, default ``TMPDIR``, for the time of the load)."""
     registries = Registries(copy.options)
     try:
-        with LayoutReader(bundle) as reader:
+        with LayoutReader(bundle, tmp_dir) as reader:
             refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
             return copy.run(reader, RegistryStore(registries), plan(refs, to, layout))
     finally:

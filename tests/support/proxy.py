@@ -112,6 +112,10 @@ class FlakyProxy:
         self._faults: list[_Fault] = []
         self._requests: list[ProxiedRequest] = []
         self.bytes_per_second: float | None = None  # throttle response bodies when set
+        # Where relayed Location headers point (default: this proxy): a lying registry that
+        # sends uploads elsewhere.
+        self.location_base: str | None = None
+        self.with_authorization: list[tuple[str, str]] = []  # (method, path) that carried one
         self._server = LoopbackHTTPServer(_make_handler(self))
         self.host = f"127.0.0.1:{self._server.port}"
         self.url = f"http://{self.host}"
@@ -308,6 +312,9 @@ def _make_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
 
         def _proxy(self) -> None:
             method, path = self.command, self.path
+            if self.headers.get("Authorization"):
+                with proxy._lock:
+                    proxy.with_authorization.append((method, path))
             body = self._body()
             fault = proxy._take(("status", "drop_request"), method, path)
             if fault is not None and fault.kind == "drop_request" and body is None:
@@ -360,7 +367,7 @@ def _make_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
                 if lname in HOP_BY_HOP:
                     continue
                 if lname == "location" and value.startswith(proxy.upstream):
-                    value = proxy.url + value[len(proxy.upstream) :]
+                    value = (proxy.location_base or proxy.url) + value[len(proxy.upstream) :]
                 self.send_header(name, value)
             length_header = response.headers.get("Content-Length")
             no_body = method == "HEAD" or status in (204, 304) or status < 200

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import click
 
-from kferry import __version__
+from kferry import __version__, scratch
 from kferry.errors import KferryError
 
 # command name -> "module:attribute"; modules are imported only for the command that runs
@@ -63,12 +63,15 @@ def cli() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: maps kferry errors to one line on stderr and their exit code."""
+    scratch.install_signal_cleanup()
     try:
         rv = cli.main(
             args=list(argv) if argv is not None else None, prog_name="kferry", standalone_mode=False
         )
     except KferryError as exc:
-        click.echo(f"kferry: error: {exc}", err=True)
+        from kferry.cli.output import printable  # only on the error path (rich is heavy)
+
+        click.echo(f"kferry: error: {printable(str(exc))}", err=True)
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("kferry: interrupted", err=True)
@@ -86,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("kferry: interrupted", err=True)
         return 130
+    except OSError as exc:  # the last net: a file system refusing (ENOSPC, EROFS, EIO...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"kferry: error: {where}{exc.strerror or exc}", err=True)
+        return 1
     return rv if isinstance(rv, int) else 0
 
 

@@ -23,5 +23,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC sequences that would move the cursor, retitle
+    the terminal or hide text, CR, BEL, C1 codes) shown as ``\\xNN``; newlines and tabs kept."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in text)
+
+
 def warn(message: str) -> None:
-    click.echo(f"kferry: warning: {message}", err=True)
+    click.echo(f"kferry: warning: {printable(message)}", err=True)

@@ -33,6 +33,7 @@ from kferry.pipeline import (
     update_lock,
 )
 from kferry.plan import LOCK_NAME, Destination, plan, read_lock
+from kferry.plan.lock import check_lock
 from kferry.plan.nodes import containerd_hosts, crio_registries, source_hosts
 from kferry.transfer.copy import ImageResult
 
@@ -268,6 +269,7 @@ def airgap(
     catalog = catalog_from(catalogs)
     inventory = inventory_of(sources, catalog)[0] if not bundle_in else None
     lock_path = out.parent / LOCK_NAME
+    check_lock(lock_path)
     results: list[ImageResult]
     if bundle_in is not None:
         options = make_options(

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kferry.cli.options import kube_options
-from kferry.cli.output import print_json, stdout_console, warn
+from kferry.cli.output import print_json, printable, stdout_console, warn
 from kferry.errors import InputError
 from kferry.kube import Kube
 from kferry.status import (
@@ -49,14 +49,16 @@ def print_results(results: Sequence[StatusResult], output: str) -> None:
     table.add_column("MESSAGE", overflow="fold", ratio=1)
     table.add_column("URL", no_wrap=True)
     for r in results:
+        # Text (not markup) of printable characters: a condition message is whatever a
+        # controller or a user put there, escape sequences and "[bold]" included.
         table.add_row(
-            r.namespace,
-            r.name,
+            Text(printable(r.namespace)),
+            Text(printable(r.name)),
             Text(r.state, style=STATE_STYLES[r.state]),
-            r.waiting_on,
-            r.reason,
-            r.message,
-            r.url,
+            Text(printable(r.waiting_on)),
+            Text(printable(r.reason)),
+            Text(printable(r.message)),
+            Text(printable(r.url)),
         )
     console.print(table)
     counts = {s: sum(1 for r in results if r.state == s) for s in (READY, FAILED, DEPLOYING)}

@@ -27,10 +27,11 @@ from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.name import Reference
 from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
 from kferry.plan import LAYOUTS, LOCK_NAME, Destination, plan
+from kferry.plan.lock import check_lock
 from kferry.transfer.auth import Credential, Keychain
 from kferry.transfer.copy import ImageResult, Progress
 from kferry.transfer.layout import verify_bundle
-from kferry.transfer.remote import Options
+from kferry.transfer.remote import Options, RegistryError, ssl_context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -182,8 +183,13 @@ def make_options(
             raise InputError("--username applies to the target registry; give --to")
         password = sys.stdin.readline().rstrip("\r\n")
         explicit[target_host] = Credential(username, password, source="--username/--password-stdin")
-    if ca_file is not None and not ca_file.is_file():
-        raise InputError(f"--ca-file {ca_file}: no such file")
+    if ca_file is not None:
+        if not ca_file.is_file():
+            raise InputError(f"--ca-file {ca_file}: no such file")
+        try:  # once, up front: not once per image
+            ssl_context(ca_file)
+        except RegistryError as exc:
+            raise InputError(str(exc)) from None
     return Options(
         keychain=Keychain(explicit),
         ca_file=ca_file,
@@ -346,9 +352,11 @@ def mirror(
         ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
     refs = gather(images, files, from_paths)
+    lock_path = lock or Path(LOCK_NAME)
+    check_lock(lock_path)
     with copying(options, jobs, platforms, len(refs)) as copy:
         results = mirror_images(refs, dest, layout, copy)
-    ctx.exit(summarise(results, output, update_lock(lock or Path(LOCK_NAME), results)))
+    ctx.exit(summarise(results, output, update_lock(lock_path, results)))
 
 
 @click.group()
@@ -405,6 +413,12 @@ def bundle_save(
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"Lock file to update (default ./{LOCK_NAME}).",
 )
+@click.option(
+    "--tmp-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Where a .tar.zst bundle is unpacked while it loads (default: TMPDIR); removed after.",
+)
 @click.pass_context
 def bundle_load(
     ctx: click.Context,
@@ -421,15 +435,18 @@ def bundle_load(
     username: str | None,
     password_stdin: bool,
     lock: Path | None,
+    tmp_dir: Path | None,
 ) -> None:
     """Push a bundle's images into the private registry."""
     dest = Destination.parse(to)
     options = make_options(
         ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
+    lock_path = lock or Path(LOCK_NAME)
+    check_lock(lock_path)
     with copying(options, jobs, platforms, None) as copy:
-        results = load_bundle(bundle_path, dest, layout, copy)
-    ctx.exit(summarise(results, output, update_lock(lock or Path(LOCK_NAME), results)))
+        results = load_bundle(bundle_path, dest, layout, copy, tmp_dir)
+    ctx.exit(summarise(results, output, update_lock(lock_path, results)))
 
 
 @bundle.command("verify")

@@ -40,8 +40,14 @@ class Composer:
                     if recipe.style == "code-env-default":
                         self._code(recipe, cm, key, value)
                         continue
-                    parsed = self.cache.parse(value)
+                    parsed = self.cache.parse(value, cm.document.source.name)
                     if parsed is None:
+                        error = self.cache.take_error(value)
+                        if error is not None:
+                            self.notes.append(
+                                f"{cm.where()}: data.{key}: cannot be read as JSON ({error}); "
+                                "the images it names are not found"
+                            )
                         continue
                     fmt, roots = parsed
                     prefix = format_path([key_token("data"), key_token(key), ("e", fmt)])

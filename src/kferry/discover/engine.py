@@ -34,14 +34,16 @@ def find_all(objects: Iterable[KubeObject], catalog: Catalog | None = None) -> F
     composer.run()
     findings: list[Finding] = list(composer.findings)
     problems: list[Finding] = []
+    warnings: list[str] = []
     for obj in index.objects:
         walker = ObjectWalker(obj, catalog, cache, composer.claimed)
         walker.run()
         findings.extend(walker.findings)
         problems.extend(walker.problems)
+        warnings.extend(walker.warnings)
     defaults, assumptions = compiled_defaults(catalog, index)
     findings.extend(defaults)
-    return Found(findings, problems, composer.notes, assumptions)
+    return Found(findings, problems, [*composer.notes, *warnings], assumptions)
 
 
 def group(findings: Iterable[Finding]) -> list[Image]:

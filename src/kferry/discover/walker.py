@@ -28,10 +28,12 @@ from kferry.discover.heuristics import (
 )
 from kferry.discover.model import Finding, How, Location, Part
 from kferry.discover.paths import Token, format_path, item_token, key_token
-from kferry.load.documents import KubeObject, mapping_get, scalar_str, scalar_text
+from kferry.errors import InputError
+from kferry.load.documents import NULL_TAG, KubeObject, mapping_get, scalar_str, scalar_text
 from kferry.name import InvalidReference, parse
 
 Mode = Literal["strong", "silent", "strict"]
+CONTAINER_LISTS = frozenset({"containers", "initContainers", "ephemeralContainers"})
 
 _INLINE_FLAG = re.compile(
     r"(?:^|\s)--?([A-Za-z0-9][A-Za-z0-9_.-]*)(?:=|[ \t]+)([\"']?)([^\s\"';|&]+)\2"
@@ -63,6 +65,10 @@ class ObjectWalker:
         self.tokens: list[Token] = []
         self.findings: list[Finding] = []
         self.problems: list[Finding] = []
+        self.warnings: list[str] = []
+
+    def _warn(self, what: str) -> None:
+        self.warnings.append(f"{self.obj.where()}: {format_path(self.tokens)}: {what}")
 
     # -- entry -----------------------------------------------------------------------------
     def run(self) -> None:
@@ -106,6 +112,8 @@ class ObjectWalker:
                 if not ctx.embeds and key == "status":
                     continue
                 self.tokens.append(key_token(key))
+                if key in CONTAINER_LISTS and not ctx.embeds:
+                    self._containers_shape(node, v)
                 if isinstance(v, yaml.ScalarNode):
                     self._scalar(key, v, ctx, node)
                 elif key == "env" and isinstance(v, yaml.SequenceNode):
@@ -131,6 +139,27 @@ class ObjectWalker:
                     self._walk(item, ctx)
                 self.tokens.pop()
 
+    def _containers_shape(self, spec: yaml.MappingNode, value: yaml.Node) -> None:
+        """Pod spec shapes that would hide images: said out loud (duplicate keys: an error)."""
+        _no_duplicates(self.obj, spec, self.tokens[:-1])
+        if isinstance(value, yaml.ScalarNode) and value.tag == NULL_TAG:
+            return
+        if not isinstance(value, yaml.SequenceNode):
+            self._warn(f"not a list of containers ({_shape(value)}); images in it are not read")
+            return
+        for i, item in enumerate(value.value):
+            self.tokens.append(item_token(i, item))
+            if not isinstance(item, yaml.MappingNode):
+                self._warn(f"not a container ({_shape(item)}); its image is not read")
+            else:
+                _no_duplicates(self.obj, item, self.tokens)
+                image = mapping_get(item, "image")
+                if image is not None and scalar_str(image) is None:
+                    self.tokens.append(key_token("image"))
+                    self._warn(f"image is {_shape(image)}, not an image reference; not read")
+                    self.tokens.pop()
+            self.tokens.pop()
+
     def _scalar(self, key: str, node: yaml.ScalarNode, ctx: Ctx, parent: yaml.MappingNode) -> None:
         text = scalar_str(node)
         if text is None:
@@ -146,7 +175,7 @@ class ObjectWalker:
 
     def _string(self, node: yaml.ScalarNode, ctx: Ctx) -> None:
         """A string that may be a document (JSON/YAML) or text with ``image:`` lines."""
-        parsed = self.cache.parse(node)
+        parsed = self.cache.parse(node, self.obj.document.source.name)
         if parsed is not None:
             fmt, roots = parsed
             inner = Ctx(how="string", embeds=(*ctx.embeds, (fmt, node)))
@@ -155,6 +184,9 @@ class ObjectWalker:
                 self._walk(root, inner)
                 self.tokens.pop()
             return
+        error = self.cache.take_error(node)
+        if error is not None and "image" in node.value:
+            self._warn(f"looks like JSON but cannot be read ({error}); images in it are not found")
         text = node.value
         if "\n" not in text or "image" not in text:
             return
@@ -240,3 +272,31 @@ class ObjectWalker:
             parts=(Part(node, ctx.embeds, span),),
             owner=obj,
         )
+
+
+def _shape(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag == NULL_TAG:
+        return "empty"
+    kind = node.tag.rsplit(":", 1)[-1]
+    return f"the {kind} {node.value!r}" if kind != "str" else f"the string {node.value!r}"
+
+
+def _no_duplicates(obj: KubeObject, mapping: yaml.MappingNode, tokens: list[Token]) -> None:
+    """Duplicate keys in a pod spec or container: which one wins differs between YAML
+    readers (the API server takes the last), so what runs may not be what kferry read."""
+    seen: dict[str, int] = {}
+    for k, _ in mapping.value:
+        if not isinstance(k, yaml.ScalarNode):
+            continue
+        line = int(k.start_mark.line) + 1
+        if k.value in seen:
+            path = format_path(tokens) or "."
+            raise InputError(
+                f"{obj.where()}: {path}: duplicate key {k.value!r} (lines {seen[k.value]} and "
+                f"{line}); keep one"
+            )
+        seen[k.value] = line

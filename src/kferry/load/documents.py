@@ -5,11 +5,19 @@ values: libyaml's C composer is faster than a full ``yaml.load`` and the marks l
 stage replace exactly the bytes of a reference. The cyclic garbage collector is paused while
 composing and the composed nodes are then frozen (``gc.freeze``): the node graph is large
 and lives as long as the run, so collection passes over it would only cost time.
+
+Aliases are not expanded by composing (an alias is the anchored node, shared), but every walk
+over the nodes expands them: a few hundred bytes of nested anchors ("billion laughs") become
+billions of visits, and a recursive alias an endless walk. :func:`check_aliases` measures the
+expanded size of each document in one pass over its distinct nodes (linear time) and refuses
+one that expands past ``MAX_EXPANDED_NODES`` (or aliases beyond ``MAX_ALIAS_EXTRA`` nodes in
+one input), naming the file and line; it runs only where the text can hold an anchor at all.
 """
 
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +33,67 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 
 STR_TAG = "tag:yaml.org,2002:str"
 NULL_TAG = "tag:yaml.org,2002:null"
+
+# The largest document of a whole Kubeflow release has about 60 000 nodes; aliases (which no
+# rendered release uses) may add at most MAX_ALIAS_EXTRA visits per input.
+MAX_EXPANDED_NODES = 2_000_000
+MAX_ALIAS_EXTRA = 1_000_000
+_ANCHOR = re.compile(r"&[^\s,\[\]{}&]")  # a literal first: found at memchr speed
+
+
+class AliasBomb(Exception):
+    """Aliases that expand past the bounds (or refer to themselves); ``line`` is 0-based."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line = line
+        self.problem = problem
+
+
+def may_have_aliases(text: str) -> bool:
+    """False when ``text`` cannot hold a YAML anchor (so no alias): the check is skipped."""
+    for m in _ANCHOR.finditer(text):
+        start = m.start()
+        if start == 0 or text[start - 1] in " \t\n\r[{,:-!":
+            return True
+    return False
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def expanded_size(root: yaml.Node, limit: int = MAX_EXPANDED_NODES) -> tuple[int, int]:
+    """(nodes a walk visits with aliases expanded, distinct nodes); :class:`AliasBomb` past
+    ``limit`` or on a recursive alias. One pass over the distinct nodes, no recursion."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            total = 1 + sum(sizes[id(c)] for c in _children(node))
+            if total > limit:
+                raise AliasBomb(
+                    node.start_mark.line,
+                    f"YAML aliases expand to more than {limit:,} nodes (an alias bomb?)",
+                )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise AliasBomb(node.start_mark.line, "a YAML alias refers to itself (endless)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)], len(sizes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +205,19 @@ def yaml_error(name: str, document: int, exc: yaml.YAMLError) -> InputError:
     return InputError(f"{name}: document {document}: malformed YAML: {exc}")
 
 
+def check_aliases(roots: list[yaml.Node], extra_budget: int = MAX_ALIAS_EXTRA) -> None:
+    """:class:`AliasBomb` (with ``index`` of the root) when aliases expand past the bounds."""
+    extra = 0
+    for root in roots:
+        total, distinct = expanded_size(root)
+        extra += total - distinct
+        if extra > extra_budget:
+            raise AliasBomb(
+                root.start_mark.line,
+                f"YAML aliases add more than {extra_budget:,} nodes to walk (an alias bomb?)",
+            )
+
+
 def parse_documents(source: Source) -> list[Document]:
     """All non-empty documents of ``source``; malformed YAML -> :class:`InputError`."""
     docs: list[Document] = []
@@ -148,9 +230,30 @@ def parse_documents(source: Source) -> list[Document]:
             docs.append(Document(source, index, node))
     except yaml.YAMLError as exc:
         raise yaml_error(source.name, index + 1, exc) from None
+    except RecursionError:
+        raise InputError(
+            f"{source.name}: document {index + 1}: YAML nested too deeply to read"
+        ) from None
     # The nodes live until the process ends: move them out of the collector's sight, or
-    # every later collection pass walks millions of them (measured: 20x slower discovery).
+    # every later collection pass walks millions of them (measured: 20x slower discovery;
+    # and 0.6 s for the alias check below when it ran before the freeze).
     gc.freeze()
+    if may_have_aliases(source.text):
+        extra = 0
+        for doc in docs:
+            try:
+                total, distinct = expanded_size(doc.node)
+            except AliasBomb as exc:
+                raise InputError(
+                    f"{source.name}: document {doc.index}, line {exc.line + 1}: {exc.problem}; "
+                    "refused"
+                ) from None
+            extra += total - distinct
+            if extra > MAX_ALIAS_EXTRA:
+                raise InputError(
+                    f"{source.name}: document {doc.index} (line {doc.line}): YAML aliases add "
+                    f"more than {MAX_ALIAS_EXTRA:,} nodes to walk (an alias bomb?); refused"
+                )
     return docs
 
 
@@ -174,7 +277,15 @@ def load_objects(sources: list[Source]) -> tuple[list[KubeObject], list[str]]:
     for source in sources:
         before = len(out)
         for doc in parse_documents(source):
-            out.extend(objects(doc))
+            for obj in objects(doc):
+                for key in ("kind", "apiVersion"):
+                    node = mapping_get(obj.node, key)
+                    if node is not None and scalar_str(node) is None:
+                        warnings.append(
+                            f"{obj.where()}: {key} is not a string "
+                            f"({node.value!r} is read as {obj.kind if key == 'kind' else 'text'!r})"
+                        )
+                out.append(obj)
         if len(out) == before:
             warnings.append(f"{source.name}: no Kubernetes objects in this input")
     return out, warnings

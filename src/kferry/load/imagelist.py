@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from kferry.errors import InputError
-from kferry.load.source import decode
+from kferry.load.source import decode, read_capped
 from kferry.name import InvalidReference, Reference, parse
 
 
@@ -25,11 +24,12 @@ def parse_image_args(
 def read_image_list(path: str) -> list[Reference]:
     """References listed in a file (``-`` = stdin); a bad line is an error naming it."""
     if path == "-":
-        name, data = "<stdin>", sys.stdin.buffer.read()
+        name, data = "<stdin>", read_capped("<stdin>", sys.stdin.buffer)
     else:
         name = path
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as f:
+                data = read_capped(path, f)
         except OSError as exc:
             raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     out: list[Reference] = []

@@ -1,21 +1,30 @@
-"""Reading inputs: files (optionally gzip-compressed), ``-`` for stdin, kustomize directories."""
+"""Reading inputs: files (optionally gzip-compressed), ``-`` for stdin, kustomize directories.
+
+Every input is read in pieces up to ``MAX_INPUT_BYTES`` (after gzip decompression, which is
+streamed with ``max_length`` so a 3 MB gzip bomb never becomes 6 GB in memory); binary data
+(a NUL byte in the first 8 KiB, as ``/dev/zero`` gives) is refused as soon as it is seen.
+"""
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from kferry.errors import InputError
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 YAML_SUFFIXES = (".yaml", ".yml", ".yaml.gz", ".yml.gz", ".json")
 BINARY_PROBE = 8192
+# A whole rendered Kubeflow release is about 12 MB; nothing kferry reads comes near this.
+MAX_INPUT_BYTES = 512 << 20
+READ_PIECE = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +35,62 @@ class Source:
     text: str
 
 
+def _too_large(name: str) -> InputError:
+    return InputError(
+        f"{name}: more than {MAX_INPUT_BYTES >> 20} MiB of text; refused (a rendered "
+        "installation is a few MB: is this the right input?)"
+    )
+
+
+def _check_binary(name: str, data: bytes) -> None:
+    nul = data.find(b"\x00", 0, BINARY_PROBE)
+    if nul != -1:
+        raise InputError(f"{name}: binary data (NUL byte at offset {nul}); expected YAML text")
+
+
+def _gunzip(name: str, data: bytes) -> bytes:
+    """All gzip members of ``data``, at most ``MAX_INPUT_BYTES`` of output."""
+    out = bytearray()
+    rest = data
+    try:
+        while rest:
+            d = zlib.decompressobj(wbits=31)
+            chunk = d.decompress(rest, READ_PIECE)
+            while True:
+                out += chunk
+                if len(out) > MAX_INPUT_BYTES:
+                    raise _too_large(name)
+                if len(out) <= BINARY_PROBE * 2:
+                    _check_binary(name, bytes(out))
+                if d.eof or not (d.unconsumed_tail or chunk):
+                    break
+                chunk = d.decompress(d.unconsumed_tail, READ_PIECE)
+            if not d.eof:
+                raise InputError(f"{name}: damaged gzip data (truncated)")
+            rest = d.unused_data.lstrip(b"\x00")
+            if rest and not rest.startswith(b"\x1f\x8b"):
+                break  # trailing garbage after the last member: what gzip(1) ignores too
+    except zlib.error as exc:
+        raise InputError(f"{name}: damaged gzip data ({exc})") from None
+    return bytes(out)
+
+
+def read_capped(name: str, stream: BinaryIO) -> bytes:
+    """Read ``stream`` whole, at most ``MAX_INPUT_BYTES``; binary data refused at once."""
+    buf = bytearray()
+    while piece := stream.read(READ_PIECE):
+        if not buf and not piece.startswith(b"\x1f\x8b"):
+            _check_binary(name, piece)
+        buf += piece
+        if len(buf) > MAX_INPUT_BYTES:
+            raise _too_large(name)
+    return bytes(buf)
+
+
 def decode(name: str, data: bytes) -> str:
     """Bytes -> text, refusing binary data with a message that says what was expected."""
     if data.startswith(b"\x1f\x8b"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{name}: damaged gzip data ({exc})") from None
+        data = _gunzip(name, data)
     nul = data.find(b"\x00", 0, BINARY_PROBE)
     if nul != -1:
         raise InputError(f"{name}: binary data (NUL byte at offset {nul}); expected YAML text")
@@ -75,7 +133,8 @@ def _render_kustomization(directory: Path) -> Source:
 
 def _read_file(path: Path) -> Source:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = read_capped(str(path), f)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file or directory") from None
     except IsADirectoryError:
@@ -101,7 +160,12 @@ def read_sources(paths: Sequence[str], stdin: Iterable[bytes] | None = None) -> 
     sources: list[Source] = []
     for raw in paths:
         if raw == "-":
-            data = b"".join(stdin) if stdin is not None else sys.stdin.buffer.read()
+            if stdin is not None:
+                data = b"".join(stdin)
+                if len(data) > MAX_INPUT_BYTES:
+                    raise _too_large("<stdin>")
+            else:
+                data = read_capped("<stdin>", sys.stdin.buffer)
             sources.append(Source("<stdin>", decode("<stdin>", data)))
             continue
         path = Path(os.path.expanduser(raw))

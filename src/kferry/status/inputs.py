@@ -21,7 +21,7 @@ import yaml
 
 from kferry.errors import InputError
 from kferry.load.documents import yaml_error
-from kferry.load.source import decode
+from kferry.load.source import decode, read_capped
 
 try:  # libyaml when PyYAML was built with it
     from yaml import CSafeLoader as _Loader
@@ -45,10 +45,11 @@ class Loaded:
 def read_bytes(path: str, stdin: BinaryIO | None = None) -> tuple[str, bytes]:
     """``(name for messages, bytes)`` of a file or ``-`` (stdin)."""
     if path == "-":
-        return "<stdin>", (stdin or sys.stdin.buffer).read()
+        return "<stdin>", read_capped("<stdin>", stdin or sys.stdin.buffer)
     p = Path(path).expanduser()
     try:
-        return path, p.read_bytes()
+        with open(p, "rb") as f:
+            return path, read_capped(path, f)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:

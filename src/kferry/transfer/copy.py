@@ -1,6 +1,7 @@
 """The copier: images from a source store to a sink store, byte for byte, in parallel.
 
-For each planned image: fetch the manifest (an index brings its children), skip the whole
+For each planned image: fetch the manifest (an index brings its children, and indexes inside
+indexes theirs, to any depth up to ``MAX_INDEX_DEPTH``), skip the whole
 image when the target already names the same digest, otherwise send every blob the target
 lacks (in parallel across images, each blob once per registry: later repositories mount it)
 and then the manifests, children first, exactly as fetched. A failure in one image is
@@ -10,7 +11,9 @@ recorded and the others go on.
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -19,7 +22,15 @@ from typing import Any
 from kferry.errors import KferryError
 from kferry.name import Reference
 from kferry.plan import Planned
-from kferry.transfer.media import INDEX_TYPES, OCI_INDEX, Descriptor, Manifest, parse_manifest
+from kferry.transfer.media import (
+    INDEX_TYPES,
+    MAX_INDEX_DEPTH,
+    MAX_MANIFESTS_PER_IMAGE,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    parse_manifest,
+)
 from kferry.transfer.remote import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.stores import ImageSink, ImageSource
 
@@ -83,7 +94,12 @@ def _platform_ok(platform: str | None, wanted: Sequence[str]) -> bool:
 
 def _filtered_index(top: Manifest, platforms: Sequence[str], where: str) -> Manifest | None:
     """The index with only the wanted platforms (None when all are kept)."""
-    keep = [d for d in top.children if _platform_ok(d.platform, platforms)]
+    keep = [
+        d
+        for d in top.children
+        if _platform_ok(d.platform, platforms)
+        or (d.platform is None and d.media_type in INDEX_TYPES)
+    ]
     if len(keep) == len(top.children):
         return None
     if not keep:
@@ -105,7 +121,13 @@ class Copier:
         jobs: int = 8,
         platforms: Sequence[str] = (),
         progress: Progress | None = None,
+        retries: int = 6,
+        backoff: float = 0.5,
+        max_wait: float = 60.0,
     ) -> None:
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.max_wait = max_wait
         self.source = source
         self.sink = sink
         self.jobs = max(1, jobs)
@@ -151,7 +173,7 @@ class Copier:
         result.digest, result.media_type = top.digest, top.media_type
 
         ident = top.digest if dst.digest else (dst.tag or "latest")
-        children = [self.source.get_child(src, d.digest) for d in top.children]
+        children = self._descendants(result, top)
         blobs: dict[str, Descriptor] = {}
         for m in [top, *children]:
             for b in m.blobs:
@@ -186,6 +208,33 @@ class Copier:
         self.sink.put_manifest(_at(dst, ident), ident, top, top=True)
         result.status = "copied"
 
+    def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
+        """Every manifest below ``top`` (each once), children before their parents."""
+        seen = {top.digest}
+        order: list[Manifest] = []
+
+        def walk(m: Manifest, depth: int) -> None:
+            for d in m.children:
+                if d.digest in seen:
+                    continue
+                if depth >= MAX_INDEX_DEPTH:
+                    raise RegistryError(
+                        f"{result.source.canonical}: indexes nested deeper than "
+                        f"{MAX_INDEX_DEPTH} levels (at {d.digest}); refused"
+                    )
+                if len(seen) >= MAX_MANIFESTS_PER_IMAGE:
+                    raise RegistryError(
+                        f"{result.source.canonical}: more than {MAX_MANIFESTS_PER_IMAGE} "
+                        "manifests in one image; refused"
+                    )
+                seen.add(d.digest)
+                child = self.source.get_child(result.source, d.digest)
+                walk(child, depth + 1)
+                order.append(child)
+
+        walk(top, 1)
+        return order
+
     def _copy_blob(self, result: ImageResult, blob: Descriptor) -> None:
         sent = 0
 
@@ -194,8 +243,10 @@ class Copier:
             sent += n
             self.progress.bytes_done(n)
 
-        last: Exception | None = None
-        for _attempt in range(3):  # a stream that breaks mid-blob is restarted from scratch
+        # A blob whose stream broke (either side), whose upload got 5xx/429 or whose token
+        # expired is started again from scratch (new session, new token), with backoff.
+        attempt = 0
+        while True:
             try:
                 outcome = self.sink.put_blob(
                     result.target,
@@ -205,18 +256,30 @@ class Copier:
                 )
                 break
             except (TransientError, DigestMismatch) as exc:
-                last = exc
                 self.progress.bytes_done(-sent)
                 sent = 0
-        else:
-            assert last is not None
-            raise last
+                damaged = isinstance(exc, DigestMismatch)  # bytes that lie: twice at most
+                if attempt >= (1 if damaged else self.retries):
+                    raise type(exc)(
+                        f"blob {blob.digest}: gave up after {attempt + 1} attempts: {exc}"
+                    ) from None
+                if not damaged:
+                    wait = exc.retry_after if isinstance(exc, TransientError) else None
+                    time.sleep(_delay(attempt, wait, self.backoff, self.max_wait))
+                attempt += 1
         with self._lock:
             if outcome == "sent":
                 result.bytes_sent += blob.size
             else:
                 result.bytes_skipped += blob.size
                 self.progress.bytes_done(blob.size)
+
+
+def _delay(attempt: int, retry_after: float | None, backoff: float, max_wait: float) -> float:
+    if retry_after is not None:
+        return min(retry_after, max_wait)
+    base = backoff * (2**attempt)
+    return float(min(base + random.uniform(0, base / 2), max_wait))
 
 
 def _at(ref: Reference, identifier: str) -> Reference:

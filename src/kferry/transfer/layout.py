@@ -9,16 +9,23 @@ Writing goes to a staging directory (``OUT.kferry-partial`` beside a tar output,
 directory itself); each blob is streamed to ``<hex>.partial``, verified, and renamed, so an
 interrupted save resumes where it stopped and never leaves a damaged blob under its digest.
 ``index.json`` and the tar file are written atomically at the end. The tar puts ``oci-layout``
-and ``index.json`` first so that readers can stream it. No library writes OCI layouts for
+and ``index.json`` first so that readers can stream it. One run at a time writes an output
+(``.OUT.kferry-lock``, see :mod:`kferry.scratch`); the packing file ``.OUT.kferry-pack-*`` is
+removed on SIGTERM, and one left by a killed run is removed by the next. A ``.tar.zst`` being
+loaded is unpacked under ``--tmp-dir``/``TMPDIR``, never next to the bundle (a DVD or a full
+USB stick), and removed on every exit. No library writes OCI layouts for
 Python; the format is small and fully specified, so it is written here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -30,13 +37,25 @@ from typing import IO, Any
 
 import zstandard
 
+from kferry import scratch
 from kferry.atomic import atomic_write
-from kferry.errors import InputError
+from kferry.errors import InputError, KferryError
 from kferry.name import Reference
-from kferry.transfer.media import OCI_INDEX, Descriptor, Manifest, parse_manifest, sha256_digest
-from kferry.transfer.remote import DigestMismatch, verified
+from kferry.transfer.media import (
+    MAX_INDEX_DEPTH,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    parse_manifest,
+    sha256_digest,
+)
+from kferry.transfer.remote import MAX_MANIFEST_BYTES, DigestMismatch, verified
 from kferry.transfer.stores import BlobOpener, BlobOutcome, OnBytes
 
+UNPACK_PREFIX = "kferry-unpack-"
+VERIFY_PREFIX = "kferry-verify-"
+MAX_INDEX_BYTES = 64 << 20
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
@@ -66,49 +85,103 @@ class IndexEntry:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
+def _os_error(exc: OSError, doing: str) -> KferryError:
+    where = f"{exc.filename}: " if exc.filename else ""
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = "; free space there or choose another place"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "; choose a writable place"
+    return KferryError(f"{where}{doing}: {exc.strerror or exc}{hint}")
+
+
 class LayoutWriter:
-    """An OCI layout being written (the sink of ``bundle save``)."""
+    """An OCI layout being written (the sink of ``bundle save``). Use as a context manager:
+    it holds the output's lock until closed."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self.kind = bundle_kind(out)
         self.root = out if self.kind == "dir" else out.with_name(out.name + ".kferry-partial")
-        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        self._stack = contextlib.ExitStack()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self._stack.enter_context(
+                scratch.exclusive(out.with_name(f".{out.name}.kferry-lock"), f"{out}")
+            )
+            for stale in out.parent.glob(f".{glob.escape(out.name)}.kferry-pack-*"):
+                stale.unlink()  # a killed run's packing file: ours now that we hold the lock
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._stack.close()
+            raise _os_error(exc, "cannot write the bundle") from None
+        except BaseException:
+            self._stack.close()
+            raise
         self._entries: dict[str, IndexEntry] = {}
         for e in _read_index(self.root, missing_ok=True):
             self._entries[e.name] = e
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._verified: set[str] = set()
 
     # -- ImageSink -----------------------------------------------------------------------------
     def manifest_digest(self, ref: Reference) -> str | None:
         entry = self._entries.get(ref.canonical)
         if entry is None:
             return None
-        path = _blob_path(self.root, entry.descriptor.digest)
-        return entry.descriptor.digest if path.exists() else None
+        desc = entry.descriptor
+        return desc.digest if self._complete(desc.digest, desc.media_type, 1) else None
+
+    def _complete(self, digest: str, media_type: str | None, depth: int) -> bool:
+        """The manifest and everything below it are here with the right bytes (re-hashed
+        once per run: a blob damaged in place makes the image be copied again)."""
+        if digest in self._verified:
+            return True
+        path = _blob_path(self.root, digest)
+        if not _holds(path, digest) or depth > MAX_INDEX_DEPTH:
+            return False
+        try:
+            m = parse_manifest(path.read_bytes(), media_type, str(path))
+        except (OSError, ValueError):
+            return False
+        for child in m.children:
+            if not self._complete(child.digest, child.media_type or None, depth + 1):
+                return False
+        for b in m.blobs:
+            if not b.foreign and b.digest not in self._verified:
+                if not _holds(_blob_path(self.root, b.digest), b.digest):
+                    return False
+                self._verified.add(b.digest)
+        self._verified.add(digest)
+        return True
 
     def put_blob(
         self, ref: Reference, desc: Descriptor, opener: BlobOpener, on_bytes: OnBytes
     ) -> BlobOutcome:
         path = _blob_path(self.root, desc.digest)
         with self._lock_for(desc.digest):
-            if path.exists() and path.stat().st_size == desc.size:
-                return "exists"
+            if path.exists() and path.stat().st_size == desc.size and _holds(path, desc.digest):
+                return "exists"  # re-hashed: a blob damaged in place is fetched again
             partial = path.with_name(path.name + ".partial")
-            with opener() as chunks, open(partial, "wb") as f:
-                for chunk in verified(chunks, desc.digest, desc.size, f"{ref.canonical}", on_bytes):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
+            try:
+                with opener() as chunks, open(partial, "wb") as f:
+                    for chunk in verified(
+                        chunks, desc.digest, desc.size, f"{ref.canonical}", on_bytes
+                    ):
+                        f.write(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(partial, path)
+            except OSError as exc:
+                raise _os_error(exc, f"cannot write blob {desc.digest}") from None
             return "sent"
 
     def put_manifest(
         self, ref: Reference, identifier: str, manifest: Manifest, *, top: bool = False
     ) -> None:
         path = _blob_path(self.root, manifest.digest)
-        if not path.exists():
+        if not _holds(path, manifest.digest):
             atomic_write(path, manifest.raw)
         if top:
             name = ref.with_digest(None).canonical if not ref.digest else ref.canonical
@@ -121,9 +194,33 @@ class LayoutWriter:
         with self._guard:
             return self._locks.setdefault(digest, threading.Lock())
 
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> LayoutWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _remove_leftovers(self) -> None:
+        """What killed runs left in the staging area: partial blobs, temporary files."""
+        for d in (self.root, self.root / "blobs" / "sha256"):
+            for p in d.iterdir():
+                if p.is_file() and (p.name.endswith(".partial") or p.name.startswith(".")):
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+
     # -- finish --------------------------------------------------------------------------------
     def finish(self) -> Path:
         """Write ``oci-layout`` and ``index.json``; pack into the tar if one was asked for."""
+        try:
+            return self._finish()
+        except OSError as exc:
+            raise _os_error(exc, f"cannot finish the bundle {self.out}") from None
+
+    def _finish(self) -> Path:
+        self._remove_leftovers()
         atomic_write(self.root / "oci-layout", json.dumps(LAYOUT_FILE).encode())
         manifests = []
         for name in sorted(self._entries):
@@ -140,8 +237,21 @@ class LayoutWriter:
         return self.out
 
 
+def _holds(path: Path, digest: str) -> bool:
+    """``path`` exists and hashes to ``digest`` (read in 1 MiB pieces)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(READ_CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        return False
+    return f"sha256:{h.hexdigest()}" == digest
+
+
 def _pack(root: Path, out: Path, zstd: bool) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.kferry-pack-", dir=out.parent)
+    scratch.track(Path(tmp))
     try:
         with os.fdopen(fd, "wb") as raw:
             stream: IO[bytes] = raw
@@ -166,6 +276,8 @@ def _pack(root: Path, out: Path, zstd: bool) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        scratch.untrack(Path(tmp))
 
 
 def _read_index(root: Path, missing_ok: bool = False) -> list[IndexEntry]:
@@ -182,16 +294,28 @@ def _read_index(root: Path, missing_ok: bool = False) -> list[IndexEntry]:
 def _parse_index(data: bytes, path: str) -> list[IndexEntry]:
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: not an OCI index (not a JSON object)")
+    manifests = doc.get("manifests") or []
+    if not isinstance(manifests, list):
+        raise InputError(f"{path}: manifests is not a list")
     entries = []
-    for i, m in enumerate(doc.get("manifests") or []):
-        ann = dict(m.get("annotations") or {})
+    for i, m in enumerate(manifests):
+        if not isinstance(m, dict):
+            raise InputError(f"{path}: manifests[{i}] is not a descriptor")
+        ann_raw = m.get("annotations") or {}
+        if not isinstance(ann_raw, dict):
+            raise InputError(f"{path}: manifests[{i}].annotations is not an object")
+        ann = {str(k): str(v) for k, v in ann_raw.items()}
         name = ann.get(CONTAINERD_NAME) or ann.get(REF_NAME) or str(m.get("digest"))
         try:
             desc = Descriptor(str(m["mediaType"]), str(m["digest"]), int(m["size"]))
         except (KeyError, ValueError, TypeError):
             raise InputError(f"{path}: manifests[{i}] is not a descriptor") from None
+        if desc.size < 0 or not _DIGEST_RE.fullmatch(desc.digest):
+            raise InputError(f"{path}: manifests[{i}] is not a descriptor (digest or size)")
         entries.append(IndexEntry(name, desc, ann))
     return entries
 
@@ -200,7 +324,9 @@ class LayoutReader:
     """An OCI layout read back (the source of ``bundle load``): a directory or a tar.
 
     A ``.tar`` is read in place (members by offset); a ``.tar.zst`` cannot be read out of
-    order, so it is first unpacked into a temporary directory next to it.
+    order, so it is first unpacked into a temporary directory under ``tmp_dir`` (default
+    ``TMPDIR``), removed when the reader closes or the process gets SIGTERM; one left by a
+    killed run is removed by the next.
     """
 
     def __init__(self, path: Path, tmp_dir: Path | None = None) -> None:
@@ -208,14 +334,18 @@ class LayoutReader:
         if not path.exists():
             raise InputError(f"{path}: no such bundle")
         self.kind = "dir" if path.is_dir() else bundle_kind(path)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if self.kind == "dir" and not path.is_dir():
+            raise InputError(f"{path}: not a bundle (a directory, a .tar or a .tar.zst)")
+        self._stack = contextlib.ExitStack()
         self._members: dict[str, tarfile.TarInfo] = {}
         if self.kind == "tar.zst":
-            self._tmp = tempfile.TemporaryDirectory(
-                prefix=".kferry-unpack-", dir=tmp_dir or path.parent
-            )
-            _unpack_zst(path, Path(self._tmp.name))
-            self.root: Path | None = Path(self._tmp.name)
+            try:
+                dest = self._stack.enter_context(scratch.scratch_dir(tmp_dir, UNPACK_PREFIX))
+                _unpack_zst(path, dest)
+            except BaseException:
+                self._stack.close()
+                raise
+            self.root: Path | None = dest
         elif self.kind == "tar":
             self.root = None
             try:
@@ -228,8 +358,7 @@ class LayoutReader:
         self.entries = self._index()
 
     def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        self._stack.close()
 
     def __enter__(self) -> LayoutReader:
         return self
@@ -238,9 +367,13 @@ class LayoutReader:
         self.close()
 
     # -- raw access ----------------------------------------------------------------------------
-    def read_file(self, rel: str) -> bytes:
+    def read_file(self, rel: str, cap: int = MAX_MANIFEST_BYTES) -> bytes:
+        """A small file (index.json, a manifest): more than ``cap`` bytes is bad input."""
         with self.open_file(rel) as f:
-            return f.read()
+            data = f.read(cap + 1)
+        if len(data) > cap:
+            raise InputError(f"{self.path}: {rel} is larger than {cap >> 20} MiB")
+        return data
 
     @contextlib.contextmanager
     def open_file(self, rel: str) -> Iterator[IO[bytes]]:
@@ -260,8 +393,10 @@ class LayoutReader:
 
     def _index(self) -> list[IndexEntry]:
         try:
-            data = self.read_file("index.json")
-        except InputError:
+            data = self.read_file("index.json", MAX_INDEX_BYTES)
+        except InputError as exc:
+            if "larger than" in str(exc):
+                raise
             raise InputError(f"{self.path}: not an OCI layout (no index.json)") from None
         return _parse_index(data, f"{self.path}: index.json")
 
@@ -334,8 +469,13 @@ def _unpack_zst(path: Path, dest: Path) -> None:
                 assert src is not None
                 with open(target, "wb") as out:
                     shutil.copyfileobj(src, out, READ_CHUNK)
-    except (tarfile.TarError, zstandard.ZstdError) as exc:
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         raise InputError(f"{path}: damaged bundle: {exc}") from None
+    except OSError as exc:
+        raise KferryError(
+            f"{path}: cannot unpack into {dest}: {exc.strerror or exc}; choose a place with "
+            "room for the unpacked bundle with --tmp-dir DIR (or TMPDIR)"
+        ) from None
 
 
 def _safe_member(name: str) -> bool:
@@ -395,11 +535,51 @@ def verify_bundle(path: Path, on_bytes: Callable[[int], None] | None = None) -> 
     return report
 
 
+class _Retained:
+    """Blobs that may be manifests, kept for the graph check after the stream: in memory up
+    to ``MEMORY`` bytes, then in a scratch directory, so memory stays bounded whatever the
+    bundle holds (thousands of JSON blobs expanding from a small ``.tar.zst``)."""
+
+    MEMORY = 64 << 20
+
+    def __init__(self, stack: contextlib.ExitStack, tmp_dir: Path | None) -> None:
+        self._stack, self._tmp_dir = stack, tmp_dir
+        self._mem: dict[str, bytes] = {}
+        self._used = 0
+        self._dir: Path | None = None
+
+    def put(self, digest: str, data: bytes) -> None:
+        if self._used + len(data) <= self.MEMORY:
+            self._mem[digest] = data
+            self._used += len(data)
+            return
+        if self._dir is None:
+            self._dir = self._stack.enter_context(scratch.scratch_dir(self._tmp_dir, VERIFY_PREFIX))
+        (self._dir / digest.partition(":")[2]).write_bytes(data)
+
+    def get(self, digest: str) -> bytes:
+        if digest in self._mem:
+            return self._mem[digest]
+        if self._dir is not None:
+            with contextlib.suppress(FileNotFoundError):
+                return (self._dir / digest.partition(":")[2]).read_bytes()
+        raise InputError(f"{digest} is missing")
+
+
 def _verify_stream(
     path: Path, report: VerifyReport, on_bytes: Callable[[int], None] | None
 ) -> VerifyReport:
+    with contextlib.ExitStack() as stack:
+        return _verify_stream_in(path, report, on_bytes, _Retained(stack, None))
+
+
+def _verify_stream_in(
+    path: Path,
+    report: VerifyReport,
+    on_bytes: Callable[[int], None] | None,
+    small: _Retained,
+) -> VerifyReport:
     sizes: dict[str, int] = {}
-    small: dict[str, bytes] = {}
     index_raw: bytes | None = None
     dctx = zstandard.ZstdDecompressor()
     try:
@@ -415,18 +595,25 @@ def _verify_stream(
                 assert f is not None
                 name = member.name.removeprefix("./")
                 if name == "index.json":
-                    index_raw = f.read()
+                    index_raw = f.read(MAX_INDEX_BYTES + 1)
+                    if len(index_raw) > MAX_INDEX_BYTES:
+                        report.damage.append(
+                            f"index.json is larger than {MAX_INDEX_BYTES >> 20} MiB"
+                        )
+                        return report
                     continue
                 if not name.startswith("blobs/sha256/"):
                     continue
                 hexname = name.split("/")[-1]
                 h = hashlib.sha256()
                 n = 0
-                keep = member.size <= 4 << 20
+                keep = member.size <= MAX_MANIFEST_BYTES
                 buf = bytearray()
                 for chunk in _chunks(f):
                     h.update(chunk)
                     n += len(chunk)
+                    if keep and not buf and chunk.lstrip()[:1] != b"{":
+                        keep = False  # not JSON: not a manifest
                     if keep:
                         buf += chunk
                     if on_bytes:
@@ -435,10 +622,10 @@ def _verify_stream(
                 report.bytes += n
                 sizes[f"sha256:{hexname}"] = n
                 if keep:
-                    small[f"sha256:{hexname}"] = bytes(buf)
+                    small.put(f"sha256:{hexname}", bytes(buf))
                 if h.hexdigest() != hexname:
                     report.damage.append(f"{name}: content hashes to sha256:{h.hexdigest()}")
-    except (tarfile.TarError, zstandard.ZstdError) as exc:
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
         report.damage.append(f"archive: {exc}")
         return report
     if index_raw is None:
@@ -446,12 +633,7 @@ def _verify_stream(
         return report
     entries = _parse_index(index_raw, f"{path}: index.json")
 
-    def read(digest: str) -> bytes:
-        if digest not in small:
-            raise InputError(f"{digest} is missing")
-        return small[digest]
-
-    _check_graph(entries, sizes, read, report)
+    _check_graph(entries, sizes, small.get, report)
     return report
 
 
@@ -474,24 +656,23 @@ def _check_graph(
         if have != desc.size:
             report.damage.append(f"{owner}: {desc.digest} has {have} bytes, expected {desc.size}")
 
-    for e in entries:
-        check(e.descriptor, e.name)
-        if e.descriptor.digest not in sizes:
-            continue
+    def walk(desc: Descriptor, owner: str, depth: int, seen: set[str]) -> None:
+        check(desc, owner)
+        if desc.digest not in sizes or desc.digest in seen:
+            return
+        seen.add(desc.digest)
+        if depth > MAX_INDEX_DEPTH:
+            report.damage.append(f"{owner}: indexes nested deeper than {MAX_INDEX_DEPTH} levels")
+            return
         try:
-            m = parse_manifest(read(e.descriptor.digest), e.descriptor.media_type, e.name)
+            m = parse_manifest(read(desc.digest), desc.media_type or None, owner)
         except (InputError, ValueError) as exc:
-            report.damage.append(f"{e.name}: {exc}")
-            continue
+            report.damage.append(f"{owner}: {exc}")
+            return
         for child in m.children:
-            check(child, e.name)
-            if child.digest in sizes:
-                try:
-                    cm = parse_manifest(read(child.digest), child.media_type, e.name)
-                except (InputError, ValueError) as exc:
-                    report.damage.append(f"{e.name}: {exc}")
-                    continue
-                for b in cm.blobs:
-                    check(b, e.name)
+            walk(child, owner, depth + 1, seen)
         for b in m.blobs:
-            check(b, e.name)
+            check(b, owner)
+
+    for e in entries:
+        walk(e.descriptor, e.name, 1, set())

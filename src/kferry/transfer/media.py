@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,11 @@ ACCEPT = ", ".join(
     [OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1]
 )
 
+# Indexes of indexes exist (attestation indexes, vendor bundles); none real goes past 3 levels.
+# The bounds stop a hostile registry or bundle from making a walk that never ends.
+MAX_INDEX_DEPTH = 8
+MAX_MANIFESTS_PER_IMAGE = 4096
+
 NON_DISTRIBUTABLE = frozenset(
     {
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
@@ -41,6 +47,9 @@ NON_DISTRIBUTABLE = frozenset(
 
 class ManifestError(ValueError):
     """A manifest kferry cannot copy (schema1, unknown type, not JSON)."""
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def sha256_digest(data: bytes) -> str:
@@ -93,19 +102,31 @@ def _platform(p: Any) -> str | None:
 def _descriptor(d: Any, where: str) -> Descriptor:
     if not isinstance(d, dict) or "digest" not in d or "size" not in d:
         raise ManifestError(f"{where}: malformed descriptor")
+    size, digest = d["size"], d["digest"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ManifestError(f"{where}: descriptor size {size!r} is not a size in bytes")
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise ManifestError(f"{where}: descriptor digest {digest!r} is not a sha256 digest")
     return Descriptor(
         media_type=str(d.get("mediaType", "")),
-        digest=str(d["digest"]),
-        size=int(d["size"]),
+        digest=digest,
+        size=size,
         platform=_platform(d.get("platform")),
     )
+
+
+def _list(doc: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: {key} is not a list")
+    return value
 
 
 def parse_manifest(raw: bytes, content_type: str | None, where: str) -> Manifest:
     """Read a manifest's type and children; schema1 and unknown types are refused."""
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ManifestError(f"{where}: manifest is not JSON") from None
     if not isinstance(doc, dict):
         raise ManifestError(f"{where}: manifest is not a JSON object")
@@ -132,9 +153,11 @@ def parse_manifest(raw: bytes, content_type: str | None, where: str) -> Manifest
     if media_type in INDEX_TYPES:
         children = tuple(
             _descriptor(d, f"{where} manifests[{i}]")
-            for i, d in enumerate(doc.get("manifests") or [])
+            for i, d in enumerate(_list(doc, "manifests", where))
         )
         return Manifest(raw, media_type, digest, children=children)
     blobs = [_descriptor(doc.get("config"), f"{where} config")]
-    blobs += [_descriptor(d, f"{where} layers[{i}]") for i, d in enumerate(doc.get("layers") or [])]
+    blobs += [
+        _descriptor(d, f"{where} layers[{i}]") for i, d in enumerate(_list(doc, "layers", where))
+    ]
     return Manifest(raw, media_type, digest, blobs=tuple(blobs))

@@ -3,9 +3,14 @@
 What httpx does not do for us and is written here: the ``WWW-Authenticate`` challenge/token
 flow with per-scope token caching, cross-repository blob mounts, chunked uploads, and retries
 with backoff on 5xx / 429 (``Retry-After``) / dropped connections. TLS is verified against the
-system CAs plus ``--ca-file`` (added to a context of our own, so environment variables such
-as ``SSL_CERT_FILE`` or ``REQUESTS_CA_BUNDLE`` cannot replace it); ``--insecure HOST`` and
+system CAs (OpenSSL's compiled-in store, never ``SSL_CERT_FILE``/``SSL_CERT_DIR``) plus
+``--ca-file``, in a context of our own, so no environment variable (``SSL_CERT_FILE``,
+``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE``) changes what is trusted; ``--insecure HOST`` and
 ``--plain-http HOST`` apply to the named hosts only.
+
+Credentials (Basic, bearer tokens, refresh tokens) go only over TLS, or over plain HTTP to a
+host that ``--plain-http`` names: a token realm, an upload ``Location`` or a redirect that
+points elsewhere gets no credentials (:meth:`Registry.may_send_credentials`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import hashlib
+import json
 import random
 import ssl
 import threading
@@ -30,6 +36,10 @@ from kferry.transfer.auth import ANONYMOUS, Challenge, Credential, Keychain, par
 from kferry.transfer.media import ACCEPT, Manifest, parse_manifest
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# distribution refuses manifests above 4 MiB (registry/handlers/manifests.go maxManifestBodySize);
+# kferry reads no more than that from any registry or bundle.
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 
 # httpcore reads responses 64 KiB at a time; every read is a round of Python event handling.
 # Blob bodies are hundreds of MB, so read them in 1 MiB pieces (measured: bench/mirror.py).
@@ -57,7 +67,12 @@ class DigestMismatch(RegistryError):
 
 
 class TransientError(RegistryError):
-    """A dropped connection or similar: the operation may succeed if started again."""
+    """A dropped connection, 5xx/429 or an expired token during an upload: the operation may
+    succeed if started again (after ``retry_after`` seconds when the server said so)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -77,8 +92,23 @@ class Options:
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    """System CAs plus the private CA; built by us so environment variables cannot swap it."""
-    ctx = ssl.create_default_context()
+    """System CAs plus the private CA; built by us so environment variables cannot swap it.
+
+    ``ssl.create_default_context()`` loads ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when they are
+    set (OpenSSL's ``X509_get_default_cert_file_env``); the compiled-in paths are loaded here
+    instead, whatever the environment says.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    paths = ssl.get_default_verify_paths()
+    cafile, capath = paths.openssl_cafile, paths.openssl_capath
+    with contextlib.suppress(OSError, ssl.SSLError):
+        if cafile and Path(cafile).is_file():
+            ctx.load_verify_locations(cafile=cafile)
+    with contextlib.suppress(OSError, ssl.SSLError):
+        if capath and Path(capath).is_dir():
+            ctx.load_verify_locations(capath=capath)
     if ca_file is not None:
         try:
             ctx.load_verify_locations(cafile=str(ca_file))
@@ -168,10 +198,38 @@ class Registry:
             return {"Authorization": f"Bearer {token}"}
         return {}
 
+    def may_send_credentials(self, url: str) -> bool:
+        """Credentials travel over TLS, or over plain HTTP to a host ``--plain-http`` names."""
+        parts = urlsplit(url)
+        if parts.scheme == "https":
+            return True
+        return parts.scheme == "http" and _host_matches(parts.netloc, self.options.plain_http)
+
+    def _same_origin(self, url: str) -> bool:
+        parts, base = urlsplit(url), urlsplit(self.base)
+        return (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+
+    def _credentials_for(self, url: str, scopes: tuple[str, ...]) -> dict[str, str]:
+        """The Authorization header for a request to ``url``: only to this registry's own
+        origin (an upload Location elsewhere gets none) and never in clear text."""
+        if not self._same_origin(url) or not self.may_send_credentials(url):
+            return {}
+        return self._auth_header(scopes)
+
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> tuple[str, float]:
         realm = challenge.params.get("realm")
         if not realm:
             raise AuthError(f"{self.host}: Bearer challenge without a realm")
+        realm_parts = urlsplit(realm)
+        if realm_parts.scheme not in ("http", "https") or not realm_parts.netloc:
+            raise AuthError(f"{self.host}: token realm {realm!r} is not an http(s) URL")
+        if not self.credential.anonymous and not self.may_send_credentials(realm):
+            raise AuthError(
+                f"{self.host}: the registry sends clients to the token service {realm} over "
+                f"plain HTTP; {self.credential.describe()} will not be sent there unencrypted. "
+                f"Serve the token service over HTTPS, or if this network is trusted say so with "
+                f"--plain-http {realm_parts.netloc}"
+            )
         query: list[tuple[str, str]] = []
         if challenge.params.get("service"):
             query.append(("service", challenge.params["service"]))
@@ -199,18 +257,26 @@ class Registry:
         if resp.status_code in (401, 403):
             raise AuthError(
                 f"{self.host}: the token service {realm} refused {cred.describe()} "
-                f"(HTTP {resp.status_code}); check the credentials (docker login {self.host}, "
-                "or --username with --password-stdin)"
+                f"(HTTP {resp.status_code}); {self._login_hint()}"
             )
         if resp.status_code != 200:
             raise RegistryError(
                 f"{self.host}: token service {realm} answered HTTP {resp.status_code}"
             )
-        data = resp.json()
+        try:
+            data = json.loads(resp.content[: MAX_TOKEN_RESPONSE_BYTES + 1])
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or len(resp.content) > MAX_TOKEN_RESPONSE_BYTES:
+            raise AuthError(f"{self.host}: token service {realm} answered something not a token")
         token = data.get("token") or data.get("access_token")
         if not token:
             raise AuthError(f"{self.host}: token service {realm} returned no token")
-        return str(token), float(data.get("expires_in") or 60)
+        try:
+            ttl = float(data.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            ttl = 60.0
+        return str(token), ttl
 
     # -- requests ----------------------------------------------------------------------------
     def _network_error(self, exc: BaseException, what: str) -> RegistryError:
@@ -274,7 +340,7 @@ class Registry:
             url = urljoin(self.base + "/", url.lstrip("/"))
         answered = False
         while True:
-            hdrs = dict(headers or {}) | self._auth_header(scopes)
+            hdrs = dict(headers or {}) | self._credentials_for(url, scopes)
 
             def build(h: dict[str, str] = hdrs) -> httpx.Request:
                 return self.http.build_request(method, url, headers=h, content=content)
@@ -291,16 +357,30 @@ class Registry:
                 if challenge is None:
                     raise AuthError(f"{self.host}: 401 Unauthorized without a challenge")
                 self._challenge = challenge
+                self._forget_token(scopes)  # an expired token is answered with a new one
                 answered = True
                 continue
             if resp.status_code == 401:
                 resp.close()
                 raise AuthError(
                     f"{self.host}: 401 Unauthorized for {' '.join(scopes) or 'the API'}; "
-                    f"tried {self.credential.describe()}; log in (docker login {self.host}) or "
-                    "pass --username with --password-stdin"
+                    f"tried {self.credential.describe()}; {self._login_hint()}"
                 )
             return resp
+
+    def _login_hint(self) -> str:
+        if self.credential.source == "--username/--password-stdin":
+            return "check the user name and the password given on stdin (--password-stdin)"
+        if self.credential.anonymous:
+            return f"log in (docker login {self.host}) or pass --username with --password-stdin"
+        return (
+            f"check the credentials (docker login {self.host} again, or --username with "
+            "--password-stdin)"
+        )
+
+    def _forget_token(self, scopes: tuple[str, ...]) -> None:
+        with self._lock:
+            self._tokens.pop(scopes, None)
 
     def _follow(self, resp: httpx.Response, stream: bool) -> httpx.Response:
         """Follow blob redirects (storage backends) without forwarding our Authorization."""
@@ -310,7 +390,8 @@ class Registry:
             location = resp.headers.get("Location", "")
             resp.close()
             target = urljoin(str(resp.request.url), location)
-            same = urlsplit(target).netloc == urlsplit(str(resp.request.url)).netloc
+            here, there = urlsplit(str(resp.request.url)), urlsplit(target)
+            same = (here.scheme, here.netloc) == (there.scheme, there.netloc)
             hdrs = {
                 k: v
                 for k, v in resp.request.headers.items()
@@ -325,18 +406,37 @@ class Registry:
         return resp
 
     # -- manifests ---------------------------------------------------------------------------
+    def _read_capped(self, resp: httpx.Response, cap: int, where: str, what: str) -> bytes:
+        buf = bytearray()
+        try:
+            for chunk in resp.iter_bytes():
+                buf += chunk
+                if len(buf) > cap:
+                    raise RegistryError(
+                        f"{where}: the registry sent a {what} larger than {cap >> 20} MiB; "
+                        "refused (no registry serves manifests that large)"
+                    )
+        except httpx.HTTPError as exc:
+            raise self._network_error(exc, f"GET {what}") from None
+        finally:
+            resp.close()
+        return bytes(buf)
+
     def get_manifest(self, repo: str, ref: str, *, push: bool = False) -> Manifest:
         resp = self.request(
             "GET",
             f"/v2/{repo}/manifests/{ref}",
             self.scopes(repo, push),
             headers={"Accept": ACCEPT},
+            stream=True,
         )
         where = f"{self.host}/{repo}{'@' if ref.startswith('sha256:') else ':'}{ref}"
         if resp.status_code == 404:
+            resp.close()
             raise NotFound(f"{where}: not found (no such repository, tag or digest)")
         self._check(resp, where)
-        manifest = parse_manifest(resp.content, resp.headers.get("Content-Type"), where)
+        raw = self._read_capped(resp, MAX_MANIFEST_BYTES, where, "manifest")
+        manifest = parse_manifest(raw, resp.headers.get("Content-Type"), where)
         if ref.startswith("sha256:") and manifest.digest != ref:
             raise DigestMismatch(f"{where}: registry sent a manifest with digest {manifest.digest}")
         return manifest
@@ -395,9 +495,17 @@ class Registry:
             if resp.status_code == 404:
                 raise NotFound(f"{self.host}/{repo}: blob {digest} not found")
             self._check(resp, f"{self.host}/{repo}: blob {digest}")
-            yield resp.iter_raw()
+            yield self._body(resp, f"GET blob {digest} of {repo}")
         finally:
             resp.close()
+
+    def _body(self, resp: httpx.Response, what: str) -> Iterator[bytes]:
+        """The response body; a connection lost midway is a :class:`TransientError` that
+        names what was being read."""
+        try:
+            yield from resp.iter_raw()
+        except httpx.HTTPError as exc:
+            raise self._network_error(exc, what) from None
 
     def mount_blob(self, repo: str, digest: str, source_repo: str) -> str | None:
         """Mount from another repository; None when mounted, else an upload location."""
@@ -431,14 +539,49 @@ class Registry:
             return
         url = _with_query(location, digest=digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        hdrs = headers | self._auth_header(scopes)
+        hdrs = headers | self._credentials_for(url, scopes)
         try:
             resp = self.http.send(
                 self.http.build_request("PUT", url, headers=hdrs, content=iter(chunks))
             )
         except httpx.HTTPError as exc:
-            raise self._network_error(exc, f"upload of {digest}") from None
-        self._check(resp, f"{self.host}/{repo}: upload {digest}", ok=(201, 204))
+            raise self._network_error(exc, f"upload of blob {digest}") from None
+        self._check_upload(resp, url, repo, digest, scopes, (201, 204))
+
+    def _check_upload(
+        self,
+        resp: httpx.Response,
+        url: str,
+        repo: str,
+        digest: str,
+        scopes: tuple[str, ...],
+        ok: tuple[int, ...],
+    ) -> None:
+        """A streamed body cannot be replayed here: statuses worth another try become
+        :class:`TransientError` and the caller starts the blob again (fresh session)."""
+        where = f"{self.host}/{repo}: upload of blob {digest}"
+        if resp.status_code in RETRY_STATUS:
+            wait = _retry_after(resp)
+            resp.close()
+            raise TransientError(f"{where}: HTTP {resp.status_code}", wait)
+        if resp.status_code == 401 and not (
+            self._same_origin(url) and self.may_send_credentials(url)
+        ):
+            resp.close()
+            there = urlsplit(url)
+            raise AuthError(
+                f"{where}: the registry sent the upload to {there.scheme}://{there.netloc}, "
+                f"not {self.base}; kferry sends no credentials there (another host, or plain "
+                "HTTP). Fix the registry's external URL (behind a TLS proxy: X-Forwarded-Proto)"
+            )
+        if resp.status_code == 401:
+            challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
+            resp.close()
+            if challenge is not None:
+                self._challenge = challenge
+            self._forget_token(scopes)
+            raise TransientError(f"{where}: HTTP 401 (token expired?)")
+        self._check(resp, where, ok=ok)
 
     def _upload_chunked(
         self,
@@ -459,20 +602,20 @@ class Registry:
                 "Content-Type": "application/octet-stream",
                 "Content-Range": f"{offset}-{end}",
                 "Content-Length": str(end - offset + 1),
-            } | self._auth_header(scopes)
+            } | self._credentials_for(location, scopes)
             try:
                 resp = self.http.send(
                     self.http.build_request("PATCH", location, headers=hdrs, content=part)
                 )
             except httpx.HTTPError as exc:
-                raise self._network_error(exc, f"upload of {digest}") from None
-            self._check(resp, f"{self.host}/{repo}: upload {digest}", ok=(202,))
+                raise self._network_error(exc, f"upload of blob {digest}") from None
+            self._check_upload(resp, location, repo, digest, scopes, (202,))
             location = self._location(resp)
             offset = end + 1
         resp = self.request(
             "PUT", _with_query(location, digest=digest), scopes, headers={"Content-Length": "0"}
         )
-        self._check(resp, f"{self.host}/{repo}: finish upload {digest}", ok=(201, 204))
+        self._check(resp, f"{self.host}/{repo}: finish upload of blob {digest}", ok=(201, 204))
 
     # -- helpers -----------------------------------------------------------------------------
     @staticmethod
@@ -489,10 +632,21 @@ class Registry:
         if resp.status_code in ok:
             return
         detail = ""
+        body = b""
         with contextlib.suppress(Exception):
-            resp.read()
-            errors = resp.json().get("errors") or []
-            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if len(body) > 64 << 10:  # an error body: the start says enough
+                    break
+        resp.close()
+        with contextlib.suppress(Exception):
+            errors = json.loads(body).get("errors") or []
+            detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors)[:500]
+        if resp.status_code == 400 and self.plain and (b"HTTPS server" in body or not resp.headers):
+            raise RegistryError(
+                f"{where}: {self.host} serves HTTPS, not plain HTTP; drop --plain-http "
+                f"{self.host} (and pass --ca-file if its CA is private)"
+            )
         if resp.status_code == 403:
             raise AuthError(
                 f"{where}: access denied (HTTP 403) for {self.credential.describe()}"
