@@ -138,3 +138,21 @@ def test_containerd_hosts_toml_read_by_containerd_resolver(
             point = line.split()[4]
             if point.startswith(str(tmp_path)):
                 subprocess.run(["umount", "-l", point], check=False)
+
+
+def test_credentials_are_said_not_written(tmp_path: Path) -> None:
+    to = "harbor.local:8080/library"
+    res = run_kferry(
+        "mirror-config", "gcr.io/ml-pipeline/frontend:2.0.0", "--to", to,
+        "--plain-http", "harbor.local:8080", "--username", "robot$kf", "-o", str(tmp_path),
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    assert 'registry.configs."harbor.local:8080".auth' in res.err
+    assert 'username = "robot$kf"' in res.err
+    written = (tmp_path / "gcr.io" / "hosts.toml").read_text()
+    assert "robot" not in written and 'host."http://harbor.local:8080/v2/library/gcr.io"' in written
+    res = run_kferry("mirror-config", "gcr.io/a:1", "--to", to, "--format", "crio",
+                     "--username", "robot")  # fmt: skip
+    assert "global_auth_file" in res.err and "insecure" not in res.out
+    res = run_kferry("mirror-config", "gcr.io/a:1", "--to", to, "--plain-http", "other:5000")
+    assert res.code == 2 and "--plain-http other:5000" in res.err

@@ -951,6 +951,9 @@ def start_cluster(
                 # How it calls a node's kubelet (logs, exec): as the admin.
                 f"--kubelet-client-certificate={pki.client_cert}",
                 f"--kubelet-client-key={pki.client_key}",
+                # By its InternalIP (the node's bridge address), never by a host name: a name
+                # would be looked up in DNS, off this machine.
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--token-auth-file={pki.token_file}",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",

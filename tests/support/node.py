@@ -249,7 +249,12 @@ def containerd_config(
         '  stream_server_address = "127.0.0.1"',
         '  stream_server_port = "0"',
         "  enable_selinux = false",
-        "  restrict_oom_score_adj = false",
+        # Root here lacks CAP_SYS_RESOURCE (a Firecracker VM's init drops it), so no process may
+        # lower its oom_score_adj, and runc dies on the sandbox's -998 ("can't get final
+        # child's PID from pipe: EOF"; runc's own log: "failed to update
+        # /proc/self/oom_score_adj: Permission denied"). This clamps every container's value
+        # to containerd's own (0), what rootless setups do.
+        "  restrict_oom_score_adj = true",
         "  disable_apparmor = true",
         f"[{cri}.containerd]",
         '  snapshotter = "overlayfs"',
@@ -258,7 +263,7 @@ def containerd_config(
         '  runtime_type = "io.containerd.runc.v2"',
         f"[{cri}.containerd.runtimes.runc.options]",
         "  SystemdCgroup = false",
-        f"  BinaryName = {q(_tool('runc'))}",
+        f"  BinaryName = {q(os.environ.get('KFERRY_NODE_RUNC') or _tool('runc'))}",
         f"  Root = {q(str(node_dir / 'runc'))}",
         f"[{cri}.cni]",
         f"  bin_dir = {q(str(cni_bin))}",
@@ -345,6 +350,29 @@ def kubelet_config(
         "shutdownGracePeriod": "0s",
         "maxPods": 110,
     }
+
+
+def https_host(hosts_dir: Path, host: str) -> Path:
+    """Write ``HOSTS_DIR/HOST/hosts.toml`` saying ``server = "https://HOST"``, and nothing
+    else. containerd 1.6 speaks plain HTTP (without verification) to a localhost or
+    127.0.0.1 registry that has no hosts.toml (remotes/docker/config/hosts.go@v1.6.20:102),
+    and every test registry is on 127.0.0.1: this gives a loopback TLS registry what any
+    other host gets by default (https, checked against the node's trust store)."""
+    directory = hosts_dir / host
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "hosts.toml"
+    path.write_text(host_entry(f"https://{host}", "a TLS registry on loopback"))
+    return path
+
+
+def host_entry(url: str, comment: str) -> str:
+    """A hosts.toml whose only host is ``url``. (containerd 1.6.20 refuses a hosts.toml
+    without a ``[host]`` table, "invalid `host` tree", and then ignores it:
+    remotes/docker/config/hosts.go:497-500, so ``server`` alone is not enough.)"""
+    return (
+        f"# {comment} (tests/support/node.py)\n"
+        f'server = "{url}"\n\n[host."{url}"]\n  capabilities = ["pull", "resolve"]\n'
+    )
 
 
 def _state_file(cluster_dir: Path) -> Path:
@@ -614,6 +642,7 @@ def stop_node(cluster: Cluster) -> None:
     if info is None:
         return
     containerd = cluster.processes.get("containerd")
+    ids: list[str] = []
     if containerd is not None and containerd.is_ours(cluster.directory) and containerd.alive():
         ids = info.ctr("containers", "ls", "-q", check=False).stdout.split()
         for cid in ids:
@@ -638,9 +667,13 @@ def stop_node(cluster: Cluster) -> None:
     _remove_cgroups(info.cgroup_root)
     _run("ip", "link", "delete", info.bridge, check=False)
     if CNI_CACHE_DIR.is_dir():
-        for entry in CNI_CACHE_DIR.glob(f"{info.network_name}-*"):
-            with contextlib.suppress(OSError):
-                entry.unlink()
+        # libcni's cache: NETWORK-SANDBOXID-IFNAME (ours, and containerd's loopback network)
+        for entry in CNI_CACHE_DIR.iterdir():
+            if entry.name.startswith(f"{info.network_name}-") or any(
+                f"-{cid}-" in entry.name for cid in ids
+            ):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
     if CONTAINER_LOGS_DIR.is_dir():
         logs = str(info.directory / "pod-logs")
         for link in CONTAINER_LOGS_DIR.iterdir():
@@ -679,9 +712,81 @@ __all__ = [
     "NodeInfo",
     "auths_from_docker_config",
     "containerd_config",
+    "host_entry",
+    "https_host",
     "leftovers",
     "load_node",
     "start_node",
     "stop_node",
     "wait_node_ready",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# Pods on the node (test helpers)
+
+
+def container_statuses(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(
+        status.get("containerStatuses") or []
+    )
+
+
+def waiting_reasons(pod: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """``{container: (reason, message)}`` of the containers that are waiting."""
+    out = {}
+    for cs in container_statuses(pod):
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting:
+            out[str(cs["name"])] = (str(waiting.get("reason", "")), str(waiting.get("message", "")))
+    return out
+
+
+def pods(cluster: Cluster, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    params = {"labelSelector": selector} if selector else None
+    items: list[dict[str, Any]] = cluster.get(f"/api/v1/namespaces/{namespace}/pods", params).get(
+        "items", []
+    )
+    return items
+
+
+def wait_pods(
+    cluster: Cluster,
+    namespace: str,
+    done: Any,
+    *,
+    what: str,
+    selector: str = "",
+    timeout: float = 120.0,
+) -> list[dict[str, Any]]:
+    """Poll the namespace's pods until ``done(pods)`` is true; on timeout the error names
+    every pod's phase and waiting reasons (the kubelet's own messages)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = pods(cluster, namespace, selector)
+        if done(items):
+            return items
+        if time.monotonic() > deadline:
+            states = {
+                p["metadata"]["name"]: ((p.get("status") or {}).get("phase"), waiting_reasons(p))
+                for p in items
+            }
+            raise NodeError(f"timed out after {timeout} s waiting for {what}: {states}")
+        time.sleep(0.5)
+
+
+def pod_succeeded_or_running(pod: Mapping[str, Any]) -> bool:
+    phase = (pod.get("status") or {}).get("phase")
+    if phase == "Succeeded":
+        return True
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return phase == "Running" and bool(statuses) and all(cs.get("ready") for cs in statuses)
+
+
+def pull_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(reason, message)`` of the first container waiting on a failed pull."""
+    for reason, message in waiting_reasons(pod).values():
+        if reason in ("ErrImagePull", "ImagePullBackOff"):
+            return reason, message
+    return None

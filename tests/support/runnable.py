@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import shutil
+import subprocess
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,19 +51,112 @@ class RunnableError(RuntimeError):
     """No static busybox here: ``scripts/system-deps`` installs it."""
 
 
+def _has_interpreter(elf: bytes) -> bool:
+    """A 64-bit little-endian ELF with a PT_INTERP program header (dynamically linked)."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2:
+        return True  # not what we can run: treat as unusable
+    phoff = int.from_bytes(elf[32:40], "little")
+    phentsize = int.from_bytes(elf[54:56], "little")
+    phnum = int.from_bytes(elf[56:58], "little")
+    for i in range(phnum):
+        start = phoff + i * phentsize
+        if int.from_bytes(elf[start : start + 4], "little") == 3:  # PT_INTERP
+            return True
+    return False
+
+
 def busybox_path() -> Path:
     """The static busybox binary (``busybox-static``), refusing a dynamically linked one (it
     would not run in an image without a libc)."""
     for candidate in BUSYBOX_CANDIDATES:
         path = Path(candidate)
-        if path.is_file():
-            data = path.read_bytes()[:4096]
-            # A dynamic ELF has a PT_INTERP naming its loader.
-            if b"/lib64/ld-linux" not in data and b"/lib/ld-linux" not in data:
-                return path
+        if path.is_file() and not _has_interpreter(path.read_bytes()[:65536]):
+            return path
     found = shutil.which("busybox")
     raise RunnableError(
         f"no static busybox (found {found or 'none'}): run scripts/system-deps (busybox-static)"
+    )
+
+
+def _shared_libraries(binary: Path) -> list[Path]:
+    """The loader and libraries ``ldd`` lists for a dynamically linked binary."""
+    proc = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False)
+    found = []
+    for line in proc.stdout.splitlines():
+        for word in line.split():
+            if word.startswith("/") and Path(word).exists():
+                found.append(Path(word))
+    return sorted(set(found))
+
+
+def program_layer(binary: Path, dest: str) -> bytes:
+    """A layer with ``binary`` at ``dest`` and the shared libraries it needs at their paths
+    (what a distroless image holds), to stack over :func:`busybox_layer`."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        seen: set[str] = set()
+        for path, name in [(binary, dest.lstrip("/"))] + [
+            (lib, str(lib).lstrip("/")) for lib in _shared_libraries(binary)
+        ]:
+            parts = Path(name).parts
+            for i in range(1, len(parts)):
+                directory = "/".join(parts[:i])
+                if directory not in seen and directory not in ("bin", "etc", "tmp"):
+                    seen.add(directory)
+                    info = tarfile.TarInfo(directory)
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+                    tar.addfile(info)
+            data = path.resolve().read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, 0
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=1, mtime=0)
+
+
+def push_program(
+    registry: Registry,
+    repo: str,
+    binary: Path,
+    *,
+    tag: str,
+    dest: str = "/usr/local/bin/program",
+    cmd: Sequence[str] = (),
+) -> PushedImage:
+    """Push an image of busybox plus a real program (Dex, say) with its libraries."""
+    layers = [
+        Blob.of(busybox_layer(), _LAYER["oci"]),
+        Blob.of(program_layer(binary, dest), _LAYER["oci"]),
+    ]
+    document = json.loads(runnable_config(cmd=cmd or (dest,)))
+    document["config"]["Env"] = ["PATH=/usr/local/bin:/bin"]
+    document["rootfs"]["diff_ids"] = [sha256_digest(gzip.decompress(b.data)) for b in layers]
+    document["history"] = document["history"] * 2
+    config = Blob.of(
+        json.dumps(document, indent=2, sort_keys=True).encode(), _MEDIA["oci"]["config"]
+    )
+    manifest_bytes = _serialize(
+        {
+            "schemaVersion": 2,
+            "mediaType": _MEDIA["oci"]["manifest"],
+            "config": config.descriptor(),
+            "layers": [b.descriptor() for b in layers],
+        }
+    )
+    with registry.client() as c:
+        for blob in (*layers, config):
+            push_blob(c, repo, blob.data)
+        push_manifest(c, repo, tag, manifest_bytes, _MEDIA["oci"]["manifest"])
+    return PushedImage(
+        host=registry.host,
+        repo=repo,
+        tag=tag,
+        digest=sha256_digest(manifest_bytes),
+        manifest_bytes=manifest_bytes,
+        media_type=_MEDIA["oci"]["manifest"],
+        size=len(manifest_bytes),
+        blobs=(config, *layers),
+        config=config,
+        layers=tuple(layers),
     )
 
 
@@ -271,6 +365,7 @@ __all__ = [
     "RunnableError",
     "busybox_layer",
     "busybox_path",
+    "push_program",
     "push_runnable",
     "push_runnable_index",
     "runnable_config",
