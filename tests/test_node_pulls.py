@@ -290,10 +290,13 @@ def test_rewritten_references_run_with_pull_secret(site: Site) -> None:
     by_repo = {i.repo: i.digest for i in images.values()}
     seen = 0
     for pod in found:
+        for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
+            assert c["image"].startswith(f"{site.locked.host}/{PROJECT}/"), c["image"]
         for cs in (pod["status"].get("initContainerStatuses") or []) + pod["status"][
             "containerStatuses"
         ]:
-            assert cs["image"].startswith(f"{site.locked.host}/{PROJECT}/"), cs["image"]
+            # (status.image may be the config digest when an image has several names)
+            assert cs["imageID"].startswith(f"{site.locked.host}/{PROJECT}/"), cs["imageID"]
             repo = next(r for r in by_repo if cs["imageID"].split("@")[0].endswith("/" + r))
             assert _digest_of(cs["imageID"]) == by_repo[repo], (cs["name"], cs["imageID"])
             seen += 1
@@ -413,8 +416,12 @@ def test_field_report_failures_explained_by_doctor(site: Site) -> None:
         "docker-hub": "tensorflow/serving:1.14.0",
         "not-mirrored": gone,
     }
+    site.pull_secret(ns, site.locked)
     for name, image in cases.items():
-        site.cluster.post(f"/api/v1/namespaces/{ns}/pods", _compiled_in_pod(ns, image, name))
+        pod = _compiled_in_pod(ns, image, name)
+        if name == "not-mirrored":  # authenticated: the registry answers "not found"
+            pod["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+        site.cluster.post(f"/api/v1/namespaces/{ns}/pods", pod)
     failed = wait_pods(
         site.cluster, ns,
         lambda ps: len(ps) == len(cases) and all(pull_failure(p) for p in ps),
