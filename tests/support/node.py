@@ -45,8 +45,11 @@ Kubelet sets a few kernel settings at start (``vm.overcommit_memory=1``,
 ``kernel.panic=10``, ``kernel.panic_on_oops=1``, ...: ``protectKernelDefaults: false``);
 their old values are recorded in ``node.json`` and written back by :func:`stop_node`.
 
-Measured on this 2-core machine: :func:`start_node` takes about 10 s (containerd ~1 s,
-kubelet to a Ready node most of it); a first busybox pod runs within a few seconds.
+What this machine needed, found on it: root here lacks CAP_SYS_RESOURCE, so runc cannot set
+the sandbox's ``oom_score_adj`` of -998 and the first trial's "can't get final child's PID
+from pipe: EOF" followed; ``restrict_oom_score_adj = true`` clamps it. containerd 1.6 speaks
+plain HTTP to any registry on 127.0.0.1 that has no hosts.toml, so TLS test registries get a
+one-host hosts.toml (:func:`https_host`); a real Harbor's host gets https by default.
 """
 
 from __future__ import annotations
