@@ -15,6 +15,11 @@ serves apiextensions.k8s.io/v1beta1, rbac.authorization.k8s.io/v1beta1, policy/v
 autoscaling/v2beta2. Its binaries come from ``scripts/build-cluster --kubernetes 1.21``
 (``.cache/cluster/bin-1.21``), or from the directory ``KFERRY_CLUSTER_BIN_1_21`` names.
 
+With ``node=True`` (``--node``; 1.37 only) a node joins: kube-controller-manager,
+kube-scheduler, a containerd of its own and a kubelet with a CNI bridge pod network
+(:mod:`tests.support.node`), so pods run and pull images; :meth:`Cluster.stop` removes all of
+it.
+
 Everything stays on loopback: a Service that a webhook, a CRD's conversion webhook or an
 APIService names is reached through its Endpoints (``--enable-aggregator-routing``), of which
 there are none, so such a call fails at once instead of dialing the Service's ClusterIP.
@@ -27,6 +32,8 @@ Also the command line behind ``scripts/test-cluster``::
 
     python -m tests.support.cluster start [--dir DIR] [--with-controller-manager]
                                           [--kubernetes 1.37|1.21]
+                                          [--node [--hosts-dir DIR] [--registry-ca FILE]...
+                                           [--registry-auth CONFIG_JSON]]
     python -m tests.support.cluster stop [--dir DIR]
     python -m tests.support.cluster status [--dir DIR]
 
@@ -89,8 +96,6 @@ COMPONENTS = {
     "1.21": ("etcd", "kube-apiserver"),
 }
 DEFAULT_KUBERNETES = "1.37"
-# What a node adds (Kubernetes 1.37 only), built by scripts/build-cluster with the rest.
-COMPONENTS_NODE = ("kube-scheduler", "kubelet")
 
 ADMIN_USER = "kferry-admin"
 ADMIN_GROUP = "system:masters"
@@ -553,7 +558,7 @@ class Cluster:
     ) -> NodeInfo:
         """Add the node (kube-controller-manager, containerd, kubelet, kube-scheduler), or
         restart it with this configuration; waits until it is Ready."""
-        if "kubelet" not in COMPONENTS_NODE or self.kubernetes != DEFAULT_KUBERNETES:
+        if self.kubernetes != DEFAULT_KUBERNETES:
             raise ClusterError(f"no node for Kubernetes {self.kubernetes}")
         self.node = start_node(
             self,
