@@ -149,8 +149,9 @@ def test_problems_are_found_and_explained(cluster: Cluster) -> None:
     assert f"--to {REGISTRY}" in public["fix"]
     assert "CA" in by_object["Pod/team/tls"]["fix"]
     assert "pull-secret" in by_object["Pod/team/auth"]["fix"]
+    # the source of a missing image, read from the keep layout's path
     assert (
-        f"kferry mirror {REGISTRY}/docker.io/library/missing:1"
+        f"kferry mirror docker.io/library/missing:1 --to {REGISTRY}"
         in by_object["Pod/team/missing"]["fix"]
     )
     assert (

@@ -15,6 +15,11 @@ serves apiextensions.k8s.io/v1beta1, rbac.authorization.k8s.io/v1beta1, policy/v
 autoscaling/v2beta2. Its binaries come from ``scripts/build-cluster --kubernetes 1.21``
 (``.cache/cluster/bin-1.21``), or from the directory ``KFERRY_CLUSTER_BIN_1_21`` names.
 
+With ``node=True`` (``--node``; 1.37 only) a node joins: kube-controller-manager,
+kube-scheduler, a containerd of its own and a kubelet with a CNI bridge pod network
+(:mod:`tests.support.node`), so pods run and pull images; :meth:`Cluster.stop` removes all of
+it.
+
 Everything stays on loopback: a Service that a webhook, a CRD's conversion webhook or an
 APIService names is reached through its Endpoints (``--enable-aggregator-routing``), of which
 there are none, so such a call fails at once instead of dialing the Service's ClusterIP.
@@ -27,6 +32,8 @@ Also the command line behind ``scripts/test-cluster``::
 
     python -m tests.support.cluster start [--dir DIR] [--with-controller-manager]
                                           [--kubernetes 1.37|1.21]
+                                          [--node [--hosts-dir DIR] [--registry-ca FILE]...
+                                           [--registry-auth CONFIG_JSON]]
     python -m tests.support.cluster stop [--dir DIR]
     python -m tests.support.cluster status [--dir DIR]
 
@@ -66,6 +73,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.node import (
+    NODE_NAME,
+    NODE_STATE,
+    NodeInfo,
+    auths_from_docker_config,
+    load_node,
+    start_node,
+    stop_node,
+)
 from tests.support.registry import CertificateAuthority, LiveSet, free_port, new_ca
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -355,7 +371,13 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _launch(
-    name: str, binary: Path, args: Sequence[str], log_file: Path, *, tied: bool
+    name: str,
+    binary: Path,
+    args: Sequence[str],
+    log_file: Path,
+    *,
+    tied: bool,
+    env: Mapping[str, str] | None = None,
 ) -> _Process:
     """Start ``binary args`` in its own session, output to ``log_file``. ``tied``: the kernel
     kills it when the starting thread dies (``setpriv --pdeathsig KILL``), so a killed pytest
@@ -371,6 +393,7 @@ def _launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     return _Process(name, popen.pid, log_file, popen)
 
@@ -443,6 +466,8 @@ class Cluster:
     # Seconds from start_cluster's call to /readyz: everything (PKI, etcd, kube-apiserver).
     start_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    # The node (containerd, kubelet, kube-scheduler) when started with one: tests/support/node.
+    node: NodeInfo | None = None
     _client: httpx.Client | None = field(default=None, repr=False)
     _discovery: dict[str, list[Obj]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -462,6 +487,8 @@ class Cluster:
     def stop(self) -> None:
         """Stop every process (controller manager, API server, etcd, in that order) and
         forget the state file. Idempotent."""
+        if (self.directory / NODE_STATE).exists() or "kubelet" in self.processes:
+            stop_node(self)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -521,6 +548,25 @@ class Cluster:
         seconds = time.perf_counter() - started
         self.timings["kube-controller-manager"] = seconds
         return seconds
+
+    def start_node(
+        self,
+        *,
+        hosts_dir: Path | None = None,
+        registry_cas: Sequence[Path] = (),
+        registry_auths: Mapping[str, tuple[str, str]] | None = None,
+    ) -> NodeInfo:
+        """Add the node (kube-controller-manager, containerd, kubelet, kube-scheduler), or
+        restart it with this configuration; waits until it is Ready."""
+        if self.kubernetes != DEFAULT_KUBERNETES:
+            raise ClusterError(f"no node for Kubernetes {self.kubernetes}")
+        self.node = start_node(
+            self,
+            hosts_dir=hosts_dir,
+            registry_cas=list(registry_cas),
+            registry_auths=registry_auths,
+        )
+        return self.node
 
     def _save_state(self) -> None:
         state = {
@@ -799,13 +845,19 @@ def start_cluster(
     bin_dir: Path | None = None,
     timeout: float = START_TIMEOUT,
     kubernetes: str = DEFAULT_KUBERNETES,
+    node: bool = False,
+    hosts_dir: Path | None = None,
+    registry_cas: Sequence[Path] = (),
+    registry_auths: Mapping[str, tuple[str, str]] | None = None,
 ) -> Cluster:
     """Start etcd and kube-apiserver with state in ``directory`` (emptied of an earlier
     start's files first) and wait until ``/readyz`` answers; optionally kube-controller-manager
     too (or later: :meth:`Cluster.start_controller_manager`). ``tied``: stop with this process
     (tests); ``False`` for a cluster that outlives it (``scripts/test-cluster start``).
     ``kubernetes``: ``"1.37"`` (the default) or ``"1.21"`` (etcd 3.4 and kube-apiserver
-    v1.21.14; no controller manager)."""
+    v1.21.14; no controller manager). ``node``: also a node (kube-controller-manager,
+    kube-scheduler, containerd, kubelet: :func:`tests.support.node.start_node`, which
+    ``hosts_dir``, ``registry_cas`` and ``registry_auths`` configure)."""
     started = time.perf_counter()
     _check_kubernetes(kubernetes)
     if controller_manager and "kube-controller-manager" not in COMPONENTS[kubernetes]:
@@ -901,6 +953,12 @@ def start_cluster(
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_file}",
+                # How it calls a node's kubelet (logs, exec): as the admin.
+                f"--kubelet-client-certificate={pki.client_cert}",
+                f"--kubelet-client-key={pki.client_key}",
+                # By its InternalIP (the node's bridge address), never by a host name: a name
+                # would be looked up in DNS, off this machine.
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--token-auth-file={pki.token_file}",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_pub}",
@@ -926,6 +984,10 @@ def start_cluster(
         cluster.start_seconds = time.perf_counter() - started
         if controller_manager:
             cluster.start_controller_manager(timeout=timeout)
+        if node:
+            cluster.start_node(
+                hosts_dir=hosts_dir, registry_cas=registry_cas, registry_auths=registry_auths
+            )
     except BaseException:
         cluster.stop()
         raise
@@ -959,6 +1021,7 @@ def attach(directory: Path) -> Cluster | None:
         process = _Process(name, int(pid), logs / f"{name}.log")
         if process.is_ours(directory):
             cluster.processes[name] = process
+    cluster.node = load_node(directory)
     return cluster
 
 
@@ -996,6 +1059,33 @@ def main(argv: Iterable[str] | None = None) -> int:
                 help=f"also start kube-controller-manager (or {CONTROLLER_MANAGER_ENV}=1)",
             )
             command.add_argument(
+                "--node",
+                action="store_true",
+                help="also a node: kube-controller-manager, kube-scheduler, a containerd of its "
+                "own and a kubelet (one Ready node, CNI bridge pod network)",
+            )
+            command.add_argument(
+                "--hosts-dir",
+                type=Path,
+                metavar="DIR",
+                help="containerd's registry config_path (what kferry mirror-config wrote)",
+            )
+            command.add_argument(
+                "--registry-ca",
+                type=Path,
+                action="append",
+                default=[],
+                metavar="FILE",
+                help="a CA the node trusts for registries (repeatable)",
+            )
+            command.add_argument(
+                "--registry-auth",
+                type=Path,
+                metavar="CONFIG_JSON",
+                help="registry credentials the node itself holds (a Docker config.json), "
+                "written to containerd's registry.configs.HOST.auth",
+            )
+            command.add_argument(
                 "--kubernetes",
                 choices=list(COMPONENTS),
                 default=DEFAULT_KUBERNETES,
@@ -1016,6 +1106,21 @@ def main(argv: Iterable[str] | None = None) -> int:
             return 0
         say(f"not running in {directory}")
         return 1
+    node_asked = args.command == "start" and (
+        args.node or args.hosts_dir or args.registry_ca or args.registry_auth
+    )
+    if node_asked:
+        if args.kubernetes != DEFAULT_KUBERNETES:
+            raise ClusterError(f"no node for Kubernetes {args.kubernetes}")
+        for option, path in (
+            ("--hosts-dir", args.hosts_dir),
+            ("--registry-auth", args.registry_auth),
+        ):
+            if path is not None and not path.exists():
+                raise ClusterError(f"{option} {path}: no such file or directory")
+        for path in args.registry_ca:
+            if not path.is_file():
+                raise ClusterError(f"--registry-ca {path}: no such file")
     if args.command == "stop":
         if existing is None:
             say(f"nothing to stop in {directory}")
@@ -1051,6 +1156,16 @@ def main(argv: Iterable[str] | None = None) -> int:
     if with_controller_manager and not cluster.has_controller_manager:
         seconds = cluster.start_controller_manager()
         say(f"kube-controller-manager healthy in {seconds:.1f} s")
+    if node_asked:
+        auths = auths_from_docker_config(args.registry_auth) if args.registry_auth else None
+        info = cluster.start_node(
+            hosts_dir=args.hosts_dir, registry_cas=args.registry_ca, registry_auths=auths
+        )
+        say(
+            f"node {NODE_NAME} Ready in {info.start_seconds:.1f} s (pod network {info.subnet} "
+            f"on bridge {info.bridge}; containerd at {info.socket}; registry config_path "
+            f"{info.hosts_dir})"
+        )
     say(f"stop with: scripts/test-cluster stop --dir {directory}")
     print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
     return 0

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn
 from rich.progress import Progress as RichProgress
 
 from kferry.apply import PHASES, Applier, Progress
+from kferry.apply.rollout import Rollout, deployments_of, wait_deployments
 from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console
 from kferry.errors import InputError
@@ -54,6 +55,17 @@ class _Bars(Progress):
 )
 @click.option("--dry-run", is_flag=True, help="Server-side dry run: nothing is stored.")
 @click.option(
+    "--wait",
+    is_flag=True,
+    help="Then wait (up to --timeout) for every Deployment to become available; stop at once "
+    "on a pod that cannot pull its image, with the reason and the fix.",
+)
+@click.option(
+    "--registry",
+    metavar="REGISTRY[:PORT]/PROJECT",
+    help="With --wait: the private registry, for the fixes of pull failures.",
+)
+@click.option(
     "--exclude-kind",
     "exclude",
     multiple=True,
@@ -70,6 +82,8 @@ def apply(
     paths: tuple[str, ...],
     timeout: str,
     dry_run: bool,
+    wait: bool,
+    registry: str | None,
     exclude: tuple[str, ...],
     output: str,
     kubeconfig: Path | None,
@@ -87,10 +101,23 @@ def apply(
                 result = Applier(kube, timeout=seconds, dry_run=dry_run, progress=bars).run(dicts)
         else:
             result = Applier(kube, timeout=seconds, dry_run=dry_run).run(dicts)
+        rollouts: list[Rollout] = []
+        if wait and not dry_run and not result.failed:
+            rollouts = wait_deployments(
+                kube,
+                deployments_of(dicts, kube.namespace),
+                timeout=seconds,
+                registry=registry,
+                report=lambda ref, state: click.echo(f"{ref}: {state}", err=True),
+            )
     finally:
         kube.close()
+    bad = [r for r in rollouts if r.outcome != "available"]
     if output == "json":
-        print_json(result.to_json())
+        doc = result.to_json()
+        if wait:
+            doc["rollouts"] = [r.to_json() for r in rollouts]
+        print_json(doc)
     else:
         console = stdout_console()
         console.print(
@@ -99,4 +126,11 @@ def apply(
         )
         for ref, message in result.failed:
             console.print(f"FAILED {ref}: {message}", style="red")
-    ctx.exit(1 if result.failed else 0)
+        if wait:
+            available = len(rollouts) - len(bad)
+            console.print(f"{available} of {len(rollouts)} Deployments available")
+        for r in bad:
+            console.print(f"FAILED {r.ref}: {r.message}", style="red", markup=False)
+            if r.fix:
+                console.print(f"  fix: {r.fix}", markup=False)
+    ctx.exit(1 if result.failed or bad else 0)

@@ -10,7 +10,9 @@ from rich.table import Table
 from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console
 from kferry.doctor import diagnose
+from kferry.doctor.pulls import lock_targets
 from kferry.kube import Kube
+from kferry.plan import read_lock
 
 
 @click.command()
@@ -20,6 +22,11 @@ from kferry.kube import Kube
     help="The private registry: images elsewhere are reported.",
 )
 @click.option(
+    "--lock",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="kferry's lock file: the source of each mirrored image, for the mirror commands.",
+)
+@click.option(
     "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @kube_options
@@ -27,14 +34,16 @@ from kferry.kube import Kube
 def doctor(
     ctx: click.Context,
     registry: str | None,
+    lock: Path | None,
     output: str,
     kubeconfig: Path | None,
     context: str | None,
 ) -> None:
     """Check a cluster for known air-gap problems and say what to do (exit 1 if any)."""
+    targets = lock_targets(read_lock(lock)) if lock is not None else {}
     kube = Kube.connect(kubeconfig, context)
     try:
-        findings = diagnose(kube, registry)
+        findings = diagnose(kube, registry, targets)
     finally:
         kube.close()
     if output == "json":

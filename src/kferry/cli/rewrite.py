@@ -34,7 +34,7 @@ from kferry.pipeline import (
 )
 from kferry.plan import LOCK_NAME, Destination, plan, read_lock
 from kferry.plan.lock import check_lock
-from kferry.plan.nodes import containerd_hosts, crio_registries, source_hosts
+from kferry.plan.nodes import containerd_hosts, credential_note, crio_registries, source_hosts
 from kferry.transfer.copy import ImageResult
 
 
@@ -160,6 +160,17 @@ def rewrite(
 )
 @click.option("--ca-path", metavar="PATH", help="Where nodes keep the registry CA (containerd).")
 @click.option(
+    "--plain-http",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="The private registry speaks plain HTTP (name the --to registry; repeatable).",
+)
+@click.option(
+    "--username",
+    metavar="USER",
+    help="The private registry asks for credentials: say what each node must hold.",
+)
+@click.option(
     "-o",
     "--output",
     "out",
@@ -175,11 +186,24 @@ def mirror_config(
     layout: str,
     fmt: str,
     ca_path: str | None,
+    plain_http: tuple[str, ...],
+    username: str | None,
     out: Path | None,
     catalogs: tuple[str, ...],
 ) -> None:
-    """Registry mirror configuration for the nodes (containerd hosts.toml or CRI-O)."""
+    """Registry mirror configuration for the nodes (containerd hosts.toml or CRI-O).
+
+    Credentials never go in these files (neither format can hold them): with --username it
+    says what each node must hold instead.
+    """
     dest = Destination.parse(to)
+    http = dest.registry in plain_http
+    others = sorted(set(plain_http) - {dest.registry})
+    if others:
+        raise InputError(
+            f"--plain-http {others[0]}: mirror-config only writes the --to registry "
+            f"({dest.registry})"
+        )
     refs = parse_image_args(list(images), "image")
     for f in files:
         refs += read_image_list(f)
@@ -188,9 +212,11 @@ def mirror_config(
         refs += [img.reference for img in inventory.images]
     hosts = [h for h in source_hosts(refs) if h != dest.registry]
     if fmt == "containerd":
-        files_out = containerd_hosts(hosts, dest, layout, ca_path)
+        files_out = containerd_hosts(hosts, dest, layout, ca_path, plain_http=http)
     else:
-        files_out = {"kferry-mirrors.conf": crio_registries(hosts, dest, layout)}
+        files_out = {"kferry-mirrors.conf": crio_registries(hosts, dest, layout, plain_http=http)}
+    if username:
+        click.echo(f"kferry: {credential_note(fmt, dest.registry, username)}", err=True)
     if out is None:
         base = (
             "/etc/containerd/certs.d"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kferry.catalog import load_fixes
-from kferry.doctor import checks
+from kferry.doctor import checks, pulls
 from kferry.doctor.auth import diagnose_auth
 from kferry.doctor.checks import Finding
 from kferry.kube.client import Kube, KubeError
@@ -36,7 +37,10 @@ def _items(kube: Kube, kind: str) -> list[dict[str, Any]]:
     return items
 
 
-def diagnose(kube: Kube, registry: str | None) -> list[Finding]:
+def diagnose(
+    kube: Kube, registry: str | None, lock: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """Every finding; ``lock``: target reference -> source reference, for mirror commands."""
     with ThreadPoolExecutor(8) as pool:
         lists = dict(zip(_LISTS, pool.map(lambda k: _items(kube, k), _LISTS), strict=True))
     core_v1 = kube.get("/api/v1") or {}
@@ -54,7 +58,7 @@ def diagnose(kube: Kube, registry: str | None) -> list[Finding]:
             for o in lists[k]
         ]
         findings += checks.outside_registry(workloads, registry)
-    findings += checks.pull_failures(lists["Pod"], registry)
+    findings += pulls.pull_failures(lists["Pod"], registry, lock)
     if registry:
         cm = kube.get("/api/v1/namespaces/knative-serving/configmaps/config-deployment")
         keys = load_fixes()["knative-skip-tag-resolution"]["keys"]

@@ -41,13 +41,21 @@ def source_hosts(images: Iterable[Reference]) -> list[str]:
 
 
 def containerd_hosts(
-    hosts: Iterable[str], to: Destination, layout: str, ca_path: str | None = None
+    hosts: Iterable[str],
+    to: Destination,
+    layout: str,
+    ca_path: str | None = None,
+    *,
+    plain_http: bool = False,
 ) -> dict[str, str]:
-    """``{"<host>/hosts.toml": text}`` for /etc/containerd/certs.d/."""
+    """``{"<host>/hosts.toml": text}`` for /etc/containerd/certs.d/. ``plain_http``: the
+    private registry speaks plain HTTP (an ``http://`` host URL, which containerd uses as
+    given)."""
     out = {}
+    scheme = "http" if plain_http else "https"
     for host in hosts:
         path = _mirror_path(host, to, layout)
-        url = f"https://{to.registry}/v2" + (f"/{path}" if path else "")
+        url = f"{scheme}://{to.registry}/v2" + (f"/{path}" if path else "")
         lines = [
             "# written by kferry mirror-config: pull from the private registry first",
             f'server = "{_SERVERS.get(host, "https://" + host)}"',
@@ -62,14 +70,46 @@ def containerd_hosts(
     return out
 
 
-def crio_registries(hosts: Iterable[str], to: Destination, layout: str) -> str:
-    """A registries.conf (v2) drop-in mirroring each host to the private registry."""
+def crio_registries(
+    hosts: Iterable[str], to: Destination, layout: str, *, plain_http: bool = False
+) -> str:
+    """A registries.conf (v2) drop-in mirroring each host to the private registry.
+    ``plain_http``: the mirror is marked ``insecure = true`` (containers/image then speaks
+    plain HTTP to it, and skips TLS verification)."""
     blocks = ["# written by kferry mirror-config: pull from the private registry first"]
     for host in hosts:
         path = _mirror_path(host, to, layout)
         location = f"{to.registry}/{path}" if path else to.registry
-        blocks.append(
-            f'[[registry]]\nprefix = "{host}"\nlocation = "{host}"\n\n'
-            f'[[registry.mirror]]\nlocation = "{location}"'
-        )
+        mirror = f'[[registry.mirror]]\nlocation = "{location}"'
+        if plain_http:
+            mirror += "\ninsecure = true"
+        blocks.append(f'[[registry]]\nprefix = "{host}"\nlocation = "{host}"\n\n{mirror}')
     return "\n\n".join(blocks) + "\n"
+
+
+def credential_note(fmt: str, registry: str, username: str) -> str:
+    """What a node needs for a registry that asks for credentials, which neither hosts.toml
+    nor registries.conf can carry. containerd 1.6/1.7 (CRI plugin): kubelet passes a pod's
+    pull secret only for the host the reference names (a mirrored ``docker.io/...`` reference
+    gets none for the mirror), so the mirror's credentials go in the CRI plugin's
+    ``registry.configs."HOST".auth`` table, used when kubelet passes none
+    (containerd/containerd@v1.6.20 pkg/cri/server/image_pull.go:339-348, checked on a real
+    containerd 1.6 node: tests/test_node_pulls.py). CRI-O: containers/image looks the
+    mirror's host up in the global auth file (crio.conf ``[crio.image] global_auth_file``).
+    No password is written here."""
+    if fmt == "containerd":
+        return (
+            f"{registry} needs credentials, which hosts.toml cannot hold: on every node add to "
+            f"/etc/containerd/config.toml\n"
+            f'  [plugins."io.containerd.grpc.v1.cri".registry.configs."{registry}".auth]\n'
+            f'    username = "{username}"\n'
+            f'    password = "<the password of {username}>"\n'
+            f"and restart containerd (pods whose references name {registry} can use an image "
+            f"pull secret instead: kferry rewrite --fix pull-secret=NAME)"
+        )
+    return (
+        f"{registry} needs credentials, which registries.conf cannot hold: on every node log "
+        f"in to {registry} as {username} into the file crio.conf names as "
+        f"[crio.image] global_auth_file (for example: podman login --authfile "
+        f"/etc/crio/auth.json {registry}) and restart CRI-O"
+    )
