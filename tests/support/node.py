@@ -431,9 +431,19 @@ def start_node(
     _tool("runc")
     cni_bin = _cni_bin_dir()
 
-    node_dir = cluster.directory / "node"
+    # The node's files live in a short directory of their own, linked from DIR/node: kubelet
+    # and containerd put unix sockets under it, and a socket path longer than 107 bytes cannot
+    # be bound ("bind: invalid argument" from kubelet's pod-resources socket under a deep
+    # pytest tmp dir).
+    link = cluster.directory / "node"
+    node_dir = Path("/tmp") / f"kferry-node-{_node_id(cluster.directory)}"
     _remove_tree(node_dir)
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        _remove_tree(link)
     node_dir.mkdir(parents=True)
+    link.symlink_to(node_dir)
     for sub in ("cni/net.d", "cni/ipam", "pod-logs", "kubelet", "certs.d", "runc"):
         (node_dir / sub).mkdir(parents=True, exist_ok=True)
     ident = _node_id(cluster.directory)
@@ -701,6 +711,8 @@ def leftovers(info: NodeInfo) -> list[str]:
     found = [f"process {pid}" for pid in _cgroup_pids(info.cgroup_root)]
     found += [f"shim {pid}" for pid in _shim_pids(info.socket)]
     found += [f"mount {m}" for m in _mounts_under(info.directory)]
+    if info.directory.exists():
+        found.append(f"directory {info.directory}")
     for mount in _cgroup_mounts():
         if (mount / info.cgroup_root.lstrip("/")).exists():
             found.append(f"cgroup {mount / info.cgroup_root.lstrip('/')}")
