@@ -23,7 +23,6 @@ Every assertion on a pull reads the kubelet's own status (``imageID``, ``waiting
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -41,6 +40,7 @@ from tests.support.cluster import Cluster, start_cluster
 from tests.support.cluster_fixtures import unique_namespace
 from tests.support.node import (
     NodeInfo,
+    create_pull_secret,
     host_entry,
     https_host,
     pod_succeeded_or_running,
@@ -99,20 +99,7 @@ class Site:
         return res
 
     def pull_secret(self, namespace: str, registry: Registry, name: str = "regcred") -> None:
-        creds = f"{registry.username}:{registry.password}".encode()
-        config = {"auths": {registry.host: {"auth": base64.b64encode(creds).decode()}}}
-        self.cluster.post(
-            f"/api/v1/namespaces/{namespace}/secrets",
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": name},
-                "type": "kubernetes.io/dockerconfigjson",
-                "data": {
-                    ".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()
-                },
-            },
-        )
+        create_pull_secret(self.cluster, namespace, registry, name)
 
 
 @pytest.fixture(scope="module")

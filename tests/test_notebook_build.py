@@ -6,8 +6,8 @@ loopback docker-registry. The builds fetch one compiled wheel (markupsafe) and o
 pure-Python wheel with a console script (pycodestyle) from the package index, push to a TLS +
 htpasswd registry, and skopeo reads back what the registry serves. Runnability is checked by
 unpacking the result's layers (whiteouts applied) into a temporary root and running its
-``python3`` there with ``chroot``: the real node (kubelet + containerd) is not on this
-branch yet, so that run waits for it.
+``python3`` there with ``chroot``; the pushed image running on the real node (kubelet +
+containerd) is :mod:`tests.test_notebook_node`, which reuses the helpers here.
 """
 
 from __future__ import annotations

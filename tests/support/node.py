@@ -75,6 +75,7 @@ from tests.support.runnable import write_oci_archive
 
 if TYPE_CHECKING:
     from tests.support.cluster import Cluster
+    from tests.support.registry import Registry
 
 NODE_NAME = "kferry-node"
 NODE_STATE = "node.json"
@@ -805,3 +806,22 @@ def pull_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
         if reason in ("ErrImagePull", "ImagePullBackOff"):
             return reason, message
     return None
+
+
+def create_pull_secret(
+    cluster: Cluster, namespace: str, registry: Registry, name: str = "regcred"
+) -> None:
+    """A ``kubernetes.io/dockerconfigjson`` Secret ``name`` in ``namespace`` holding
+    ``registry``'s username and password: what a pod names in ``imagePullSecrets``."""
+    creds = f"{registry.username}:{registry.password}".encode()
+    config = {"auths": {registry.host: {"auth": base64.b64encode(creds).decode()}}}
+    cluster.post(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+        },
+    )
