@@ -485,7 +485,8 @@ def start_node(
         process = _launch(
             "containerd",
             Path(containerd),
-            ["--config", str(config_file)],
+            # through the DIR/node link: the command line names DIR, as is_ours expects
+            ["--config", str(link / config_file.name)],
             logs / "containerd.log",
             tied=cluster.tied,
             env={**os.environ, "SSL_CERT_FILE": str(env_bundle)},
