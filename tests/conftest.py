@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.cluster_fixtures"]
+pytest_plugins = [
+    "tests.support.markers",
+    "tests.support.fixtures",
+    "tests.support.cluster_fixtures",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "kubeflow"

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_kferry
 from tests.support.images import PushedImage, assert_copied, push_image, push_multiarch
 from tests.support.registry import Registry
 from tests.support.skopeo import skopeo_raw_digest
+
+pytestmark = pytest.mark.registry
 
 
 def manifests(path: Path, controller: PushedImage, agent: PushedImage) -> Path:

@@ -17,6 +17,9 @@ from tests.support.cluster import Cluster, start_cluster
 TO = "harbor.example.com:8443/kubeflow"
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 
+# Full renders applied through subprocesses: slow as well as needing the API server.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def fresh_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

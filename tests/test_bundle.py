@@ -19,6 +19,8 @@ from tests.support.proxy import ProxyFactory
 from tests.support.registry import Registry
 from tests.support.skopeo import skopeo_raw_digest
 
+pytestmark = pytest.mark.registry
+
 
 @pytest.fixture
 def pushed(source_registry: Registry) -> list[PushedImage]:

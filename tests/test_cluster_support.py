@@ -96,6 +96,7 @@ def widget(name: str, replicas: int = 1) -> dict[str, object]:
 # --- the server is real and secured
 
 
+@pytest.mark.cluster
 def test_version_and_readyz(kube_cluster: Cluster) -> None:
     version = kube_cluster.get("/version")
     assert version["gitVersion"] == KUBERNETES_VERSION
@@ -105,6 +106,7 @@ def test_version_and_readyz(kube_cluster: Cluster) -> None:
     assert 0 < kube_cluster.start_seconds < 60, kube_cluster.timings
 
 
+@pytest.mark.cluster
 def test_kubeconfig_alone_is_enough(kube_cluster: Cluster, tmp_path: Path) -> None:
     """What a client that only reads the kubeconfig (as kferry does) sees: everything it needs
     is embedded, and the user is in system:masters."""
@@ -135,6 +137,7 @@ def test_kubeconfig_alone_is_enough(kube_cluster: Cluster, tmp_path: Path) -> No
     }
 
 
+@pytest.mark.cluster
 def test_token_works_and_anonymous_is_refused(kube_cluster: Cluster) -> None:
     with kube_cluster.client(admin=False) as client:
         assert client.get("/api/v1/namespaces").status_code == 403  # anonymous: RBAC says no
@@ -155,6 +158,7 @@ def test_token_works_and_anonymous_is_refused(kube_cluster: Cluster) -> None:
 # --- objects
 
 
+@pytest.mark.cluster
 def test_namespace_and_configmap(kube: Kube) -> None:
     namespace = kube.cluster.get(f"/api/v1/namespaces/{kube.namespace}")
     assert namespace["status"]["phase"] == "Active"
@@ -198,6 +202,7 @@ def test_namespace_and_configmap(kube: Kube) -> None:
 # --- CRDs, custom resources, the status subresource
 
 
+@pytest.mark.cluster
 def test_crd_established_then_custom_resource_and_status(kube: Kube) -> None:
     kube.cluster.apply_yaml(WIDGET_CRD)  # waits for Established
     crd = kube.cluster.wait_established("widgets.test.kferry.dev")
@@ -230,6 +235,7 @@ def test_crd_established_then_custom_resource_and_status(kube: Kube) -> None:
     assert invalid.value.status == 422
 
 
+@pytest.mark.cluster
 def test_apply_yaml_many_documents(kube: Kube) -> None:
     text = (
         WIDGET_CRD
@@ -270,6 +276,7 @@ def test_apply_yaml_many_documents(kube: Kube) -> None:
 # --- what later tests rely on
 
 
+@pytest.mark.cluster
 def test_discovery_lists_token_request_and_it_works(kube: Kube) -> None:
     resources = {r["name"]: r for r in kube.cluster.get("/api/v1")["resources"]}
     token = resources["serviceaccounts/token"]
@@ -310,6 +317,7 @@ def test_unique_namespace_is_a_dns_label() -> None:
 # --- kube-controller-manager: namespace deletion, garbage collection, service accounts
 
 
+@pytest.mark.cluster
 def test_controller_manager_finalizes_namespaces_and_collects_garbage(
     kube_controllers: Cluster, kube: Kube
 ) -> None:
@@ -358,6 +366,8 @@ def test_controller_manager_finalizes_namespaces_and_collects_garbage(
 # --- scripts/test-cluster, the entry point for outside checks
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_script_starts_reuses_and_stops(tmp_path: Path) -> None:
     script = str(ROOT / "scripts" / "test-cluster")
     run_dir = tmp_path / "run"
@@ -413,6 +423,7 @@ def _alive(pid: int) -> bool:
 # --- Kubernetes 1.21: the API versions removed since
 
 
+@pytest.mark.cluster
 def test_kubernetes_121_version_and_removed_api_versions(kube_cluster_121: Cluster) -> None:
     cluster = kube_cluster_121
     version = cluster.get("/version")
@@ -438,6 +449,7 @@ def test_kubernetes_121_version_and_removed_api_versions(kube_cluster_121: Clust
         cluster.start_controller_manager()
 
 
+@pytest.mark.cluster
 def test_kubernetes_121_v1beta1_crd_and_custom_resource(kube_121: Kube) -> None:
     cluster = kube_121.cluster
     stored = cluster.apply_yaml(LEGACY_CRD)  # waits for Established
@@ -489,6 +501,7 @@ def test_kubernetes_121_v1beta1_crd_and_custom_resource(kube_121: Kube) -> None:
 
 
 @pytest.mark.parametrize("cluster_fixture", ["kube_cluster", "kube_cluster_121"])
+@pytest.mark.cluster
 def test_webhook_services_are_reached_through_endpoints(
     cluster_fixture: str, request: pytest.FixtureRequest
 ) -> None:
@@ -546,6 +559,8 @@ def test_webhook_services_are_reached_through_endpoints(
     cluster.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/gadgets.{group}")
 
 
+@pytest.mark.cluster
+@pytest.mark.slow
 def test_script_starts_kubernetes_121(tmp_path: Path) -> None:
     script = str(ROOT / "scripts" / "test-cluster")
     run_dir = tmp_path / "run"

@@ -14,6 +14,8 @@ from tests.support.cluster import Cluster, start_cluster
 
 REGISTRY = "harbor.example.com:8443/kubeflow"
 
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:

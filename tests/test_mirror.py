@@ -111,6 +111,7 @@ def source_refs(source: Registry, images: dict[str, PushedImage]) -> list[str]:
     return out
 
 
+@pytest.mark.registry
 def test_mirror_keeps_every_digest(
     source_registry: Registry,
     target_registry: Registry,
@@ -144,6 +145,7 @@ def test_mirror_keeps_every_digest(
     assert summary["bytes_skipped"] >= 300_000
 
 
+@pytest.mark.registry
 def test_rerun_sends_nothing_and_is_quick(
     source_registry: Registry,
     target_registry: Registry,
@@ -175,6 +177,7 @@ def test_rerun_sends_nothing_and_is_quick(
     assert not any("/blobs/" in r.path for r in proxy.requests)
 
 
+@pytest.mark.registry
 def test_blobs_in_another_repository_are_mounted(
     source_registry: Registry,
     target_registry: Registry,
@@ -213,6 +216,7 @@ def test_blobs_in_another_repository_are_mounted(
     assert summary["bytes_sent"] < 2 * 500_000
 
 
+@pytest.mark.registry
 def test_platform_filter_records_the_new_digest(
     source_registry: Registry,
     target_registry: Registry,
@@ -243,6 +247,7 @@ def test_platform_filter_records_the_new_digest(
     )
 
 
+@pytest.mark.registry
 def test_interrupted_copy_resumes(
     source_registry: Registry,
     target_registry: Registry,
@@ -316,6 +321,7 @@ def _upload_bytes(registry: Registry) -> int:
     return total
 
 
+@pytest.mark.registry
 def test_target_answering_429_and_503_for_a_while(
     source_registry: Registry,
     target_registry: Registry,
@@ -345,6 +351,7 @@ def test_target_answering_429_and_503_for_a_while(
         assert_copied(img, target_registry, target_repo(img, source_registry), tag=img.tag)
 
 
+@pytest.mark.registry
 def test_dropped_source_connection_mid_blob_is_retried(
     source_registry: Registry,
     target_registry: Registry,
@@ -368,6 +375,7 @@ def test_dropped_source_connection_mid_blob_is_retried(
     )
 
 
+@pytest.mark.registry
 def test_chunked_upload_of_large_blobs(
     source_registry: Registry,
     target_registry: Registry,
@@ -395,6 +403,7 @@ def test_chunked_upload_of_large_blobs(
     )
 
 
+@pytest.mark.registry
 def test_wrong_ca_says_ca_file(
     source_registry: Registry,
     target_registry: Registry,
@@ -421,6 +430,7 @@ def test_wrong_ca_says_ca_file(
         assert "Traceback" not in res.err
 
 
+@pytest.mark.registry
 def test_ca_file_wins_over_environment(
     source_registry: Registry,
     target_registry: Registry,
@@ -447,6 +457,7 @@ def test_ca_file_wins_over_environment(
     assert summary["copied"] == 1
 
 
+@pytest.mark.registry
 def test_wrong_credentials_say_which_were_tried(
     source_registry: Registry, target_registry: Registry, tmp_path: Path
 ) -> None:
@@ -467,6 +478,7 @@ def test_wrong_credentials_say_which_were_tried(
     assert not (tmp_path / "lock.json").exists()
 
 
+@pytest.mark.registry
 def test_token_auth_with_docker_config(
     source_registry: Registry, token_registry: Registry, tmp_path: Path
 ) -> None:
@@ -508,6 +520,7 @@ def test_token_auth_with_docker_config(
     assert "refused user 'eve'" in error and "config.json" in error and "nope" not in error
 
 
+@pytest.mark.registry
 def test_one_failure_does_not_stop_the_others(
     source_registry: Registry, target_registry: Registry, tmp_path: Path
 ) -> None:
@@ -528,6 +541,7 @@ def test_one_failure_does_not_stop_the_others(
     assert list(lock_entries(tmp_path / "lock.json")) == [good.tag_ref]
 
 
+@pytest.mark.registry
 def test_foreign_layers_are_skipped_with_a_note(
     source_registry: Registry, target_registry: Registry, tmp_path: Path
 ) -> None:
@@ -544,6 +558,7 @@ def test_foreign_layers_are_skipped_with_a_note(
     assert_copied(img, target_registry, target_repo(img, source_registry), tag="1")
 
 
+@pytest.mark.registry
 def test_images_from_manifests(
     source_registry: Registry, target_registry: Registry, tmp_path: Path
 ) -> None:
@@ -574,6 +589,7 @@ def test_schema1_is_refused_with_a_reason() -> None:
         parse_manifest(raw, "application/vnd.docker.distribution.manifest.v1+prettyjws", "x")
 
 
+@pytest.mark.registry
 def test_credential_helper_from_docker_config(
     source_registry: Registry, target_registry: Registry, tmp_path: Path
 ) -> None:
@@ -609,6 +625,7 @@ def test_credential_helper_from_docker_config(
     assert log.read_text().split() == [target_registry.host]
 
 
+@pytest.mark.registry
 def test_insecure_skips_verification_for_that_host_only(
     source_registry: Registry, target_registry: Registry, tmp_path: Path
 ) -> None:

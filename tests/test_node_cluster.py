@@ -70,6 +70,7 @@ def _pod(name: str, image: str, command: list[str]) -> dict[str, object]:
     }
 
 
+@pytest.mark.registry
 def test_start_node_runs_a_pod_and_stop_leaves_nothing(
     tmp_path: Path, registry_factory: RegistryFactory
 ) -> None:

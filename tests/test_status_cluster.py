@@ -15,6 +15,8 @@ from tests.corpus_objects import find_object
 from tests.support.cluster import Cluster
 from tests.support.cluster_fixtures import Kube
 
+pytestmark = pytest.mark.cluster
+
 READY = {
     "conditions": [
         {"type": "PredictorReady", "status": "True"},

@@ -67,6 +67,7 @@ def assert_served(registry: Registry, image: PushedImage) -> None:
 # --- registries come up fast, for real, and go away
 
 
+@pytest.mark.registry
 def test_each_kind_starts_fast_and_answers(any_registry: Registry) -> None:
     assert any_registry.running
     assert any_registry.start_seconds < 1.0, any_registry.start_seconds
@@ -78,6 +79,7 @@ def test_each_kind_starts_fast_and_answers(any_registry: Registry) -> None:
     assert response.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
 
 
+@pytest.mark.registry
 def test_tls_needs_the_ca(target_registry: Registry) -> None:
     assert target_registry.ca_file is not None and target_registry.ca_file.exists()
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -88,6 +90,7 @@ def test_tls_needs_the_ca(target_registry: Registry) -> None:
         assert client.get(f"https://localhost:{target_registry.port}/v2/").status_code == 401
 
 
+@pytest.mark.registry
 def test_stop_and_restart_keep_port_and_storage(source_registry: Registry) -> None:
     image = push_image(source_registry, "keep/me", tag="v1")
     pid = source_registry.process.pid if source_registry.process else None
@@ -103,6 +106,7 @@ def test_stop_and_restart_keep_port_and_storage(source_registry: Registry) -> No
     source_registry.stop()  # idempotent
 
 
+@pytest.mark.registry
 def test_upload_session_survives_restart(target_registry: Registry) -> None:
     """The config pins http.secret, so an upload's Location stays valid across restart()."""
     data = random_blob(100_000, "resume")
@@ -131,6 +135,7 @@ def test_upload_session_survives_restart(target_registry: Registry) -> None:
         assert fetch_blob(client, "resume", sha256_digest(data)) == data
 
 
+@pytest.mark.registry
 def test_ref_builds_tag_and_digest_references(source_registry: Registry) -> None:
     host = source_registry.host
     assert source_registry.ref("a/b", "v1") == f"{host}/a/b:v1"
@@ -142,6 +147,7 @@ def test_ref_builds_tag_and_digest_references(source_registry: Registry) -> None
 
 
 @pytest.mark.parametrize("media", ["oci", "docker"])
+@pytest.mark.registry
 def test_image_and_index_round_trip_through_skopeo(any_registry: Registry, media: Media) -> None:
     image = push_image(any_registry, "team/app", tag="v1", layers=[10, 4096], media=media)
     assert_served(any_registry, image)
@@ -170,6 +176,7 @@ def test_image_and_index_round_trip_through_skopeo(any_registry: Registry, media
             assert fetch_blob(client, "team/app", blob.digest) == blob.data
 
 
+@pytest.mark.registry
 def test_push_by_digest_only(source_registry: Registry) -> None:
     image = push_image(source_registry, "no/tag", layers=[100])
     assert image.tag is None
@@ -180,6 +187,7 @@ def test_push_by_digest_only(source_registry: Registry) -> None:
         _ = image.tag_ref
 
 
+@pytest.mark.registry
 def test_shared_layers_and_nested_index(target_registry: Registry) -> None:
     base = random_blob(2048, "base")
     amd = push_image(target_registry, "shared", shared_layers=[base], layers=[64])
@@ -200,6 +208,7 @@ def test_shared_layers_and_nested_index(target_registry: Registry) -> None:
     assert_served(target_registry, outer)
 
 
+@pytest.mark.registry
 def test_index_over_missing_child_is_refused(source_registry: Registry) -> None:
     image = push_image(source_registry, "a", layers=[10])
     ghost = PushedImage(
@@ -217,6 +226,7 @@ def test_index_over_missing_child_is_refused(source_registry: Registry) -> None:
         push_index(source_registry, "a", images=[image, ghost], tag="broken")
 
 
+@pytest.mark.registry
 def test_chunked_upload(token_registry: Registry) -> None:
     data = random_blob(200_000, "chunks")
     with token_registry.client() as client:
@@ -228,6 +238,7 @@ def test_chunked_upload(token_registry: Registry) -> None:
 
 
 @pytest.mark.parametrize("media", ["oci", "docker"])
+@pytest.mark.registry
 def test_foreign_layer_is_listed_not_uploaded(target_registry: Registry, media: Media) -> None:
     image = push_image(
         target_registry, "win/app", tag="f", layers=[100], media=media, foreign_layer=True
@@ -244,12 +255,14 @@ def test_foreign_layer_is_listed_not_uploaded(target_registry: Registry, media: 
         assert not blob_exists(client, "win/app", foreign.digest)
 
 
+@pytest.mark.registry
 def test_foreign_layer_needs_the_urls_allow_config(registry_factory: RegistryFactory) -> None:
     strict = registry_factory(foreign_urls_allow=None)
     with pytest.raises(AssertionError, match="MANIFEST_BLOB_UNKNOWN"):
         push_image(strict, "win/app", foreign_layer=True)
 
 
+@pytest.mark.registry
 def test_oci_manifests_need_an_accept_header(source_registry: Registry) -> None:
     """distribution 2.8 quirk the copier must know: no OCI type in Accept → 404 for OCI
     manifests, and Docker schema 2 gets down-converted to schema 1 (another digest)."""
@@ -270,6 +283,7 @@ def test_oci_manifests_need_an_accept_header(source_registry: Registry) -> None:
 # --- auth
 
 
+@pytest.mark.registry
 def test_htpasswd_rejects_wrong_and_accepts_right(target_registry: Registry) -> None:
     with target_registry.client(anonymous=True) as client:
         response = client.get("/v2/")
@@ -283,6 +297,7 @@ def test_htpasswd_rejects_wrong_and_accepts_right(target_registry: Registry) -> 
     assert htpasswd.startswith(f"{target_registry.username}:$2b$")
 
 
+@pytest.mark.registry
 def test_token_registry_rejects_wrong_credentials_and_accepts_right(
     token_registry: Registry,
 ) -> None:
@@ -323,6 +338,7 @@ def test_token_registry_rejects_wrong_credentials_and_accepts_right(
         )
 
 
+@pytest.mark.registry
 def test_token_kid_is_libtrust_format(token_server: TokenServer) -> None:
     assert re.fullmatch(r"([A-Z2-7]{4}:){11}[A-Z2-7]{4}", server_kid := token_server.key_id)
     token = token_server.issue("kferry", [])
@@ -353,6 +369,7 @@ def test_token_signing_variants_are_accepted(
         server.stop()
 
 
+@pytest.mark.registry
 def test_token_expiry_has_sixty_seconds_leeway(
     token_registry: Registry, token_server: TokenServer
 ) -> None:
@@ -371,6 +388,7 @@ def test_token_expiry_has_sixty_seconds_leeway(
         assert status(token_server.issue("kferry", access, audience="other")) == 401
 
 
+@pytest.mark.registry
 def test_token_server_failure_is_visible(
     token_registry: Registry, token_server: TokenServer
 ) -> None:
@@ -383,6 +401,7 @@ def test_token_server_failure_is_visible(
 # --- FlakyProxy
 
 
+@pytest.mark.registry
 def test_proxy_429_then_recovers(source_registry: Registry, flaky_source: FlakyProxy) -> None:
     image = push_image(source_registry, "flaky/app", tag="v1")
     flaky_source.fail_next(2, status=429, retry_after=3, path="/manifests/")
@@ -404,6 +423,7 @@ def test_proxy_429_then_recovers(source_registry: Registry, flaky_source: FlakyP
     assert skopeo_raw_digest(flaky_source.ref("flaky/app", "v1"), registry=None) == image.digest
 
 
+@pytest.mark.registry
 def test_proxy_fail_for_a_while(source_registry: Registry, flaky_source: FlakyProxy) -> None:
     flaky_source.fail_for(0.3, status=503)
     with source_registry.client(base_url=flaky_source.url) as client:
@@ -412,6 +432,7 @@ def test_proxy_fail_for_a_while(source_registry: Registry, flaky_source: FlakyPr
         assert client.get("/v2/").status_code == 200
 
 
+@pytest.mark.registry
 def test_proxy_drop_mid_body_then_range_resume(
     target_registry: Registry, make_flaky_proxy: ProxyFactory
 ) -> None:
@@ -439,6 +460,7 @@ def test_proxy_drop_mid_body_then_range_resume(
     assert dropped.body_bytes == 300_000
 
 
+@pytest.mark.registry
 def test_proxy_drop_upload_then_retry(source_registry: Registry, flaky_source: FlakyProxy) -> None:
     flaky_source.drop_upload_next(after_bytes=10_000, method="PUT")
     with source_registry.client(base_url=flaky_source.url) as client:
@@ -449,6 +471,7 @@ def test_proxy_drop_upload_then_retry(source_registry: Registry, flaky_source: F
     assert flaky_source.status_counts()[0] == 1
 
 
+@pytest.mark.registry
 def test_proxy_rewrites_location_and_passes_token_challenges(
     token_registry: Registry, make_flaky_proxy
 ) -> None:
@@ -464,6 +487,7 @@ def test_proxy_rewrites_location_and_passes_token_challenges(
     assert_served(token_registry, image)
 
 
+@pytest.mark.registry
 def test_proxy_under_concurrency(source_registry: Registry, flaky_source: FlakyProxy) -> None:
     images = [push_image(source_registry, "conc", layers=[20_000 + n]) for n in range(4)]
     blobs = [blob for image in images for blob in image.blobs]
@@ -487,6 +511,7 @@ def test_proxy_under_concurrency(source_registry: Registry, flaky_source: FlakyP
 # --- skopeo copy (benchmark helper)
 
 
+@pytest.mark.registry
 def test_skopeo_copy_preserves_digests(
     source_registry: Registry, target_registry: Registry
 ) -> None:
@@ -507,6 +532,7 @@ def test_skopeo_copy_preserves_digests(
         assert_copied(index, target_registry, "elsewhere")
 
 
+@pytest.mark.registry
 def test_no_registry_process_outlives_its_fixture(registry_factory: RegistryFactory) -> None:
     registry = registry_factory()
     assert registry.process is not None
@@ -516,6 +542,7 @@ def test_no_registry_process_outlives_its_fixture(registry_factory: RegistryFact
     assert alive.returncode != 0
 
 
+@pytest.mark.registry
 def test_token_server_refresh_token_grant(
     token_registry: Registry, token_server: TokenServer
 ) -> None:
@@ -559,6 +586,7 @@ def test_token_server_refresh_token_grant(
     assert [r.status for r in token_server.requests if r.method == "POST"] == [200, 200, 401]
 
 
+@pytest.mark.registry
 def test_docker_config_for_registries(
     tmp_path: Path, source_registry: Registry, target_registry: Registry, token_registry: Registry
 ) -> None:

@@ -236,6 +236,7 @@ def is_bcrypt_of(password: str, hashed: str) -> bool:
 # add
 
 
+@pytest.mark.cluster
 def test_add_creates_the_profile_and_the_dex_entry(site: Site) -> None:
     email, password = site.email(), "correct horse battery"
     before = site.config()
@@ -285,6 +286,7 @@ def test_add_creates_the_profile_and_the_dex_entry(site: Site) -> None:
     assert password not in text and base64.b64encode(password.encode()).decode() not in text
 
 
+@pytest.mark.cluster
 def test_add_table_output_and_options(site_factory) -> None:
     site = site_factory("26.03")
     email = site.email("Bob")
@@ -306,6 +308,7 @@ def test_add_table_output_and_options(site_factory) -> None:
     assert entry is not None and entry["username"] == "bobby"
 
 
+@pytest.mark.cluster
 def test_readd_with_the_same_password_changes_nothing(site: Site) -> None:
     email = site.email()
     site.add_json(email, "same-password")
@@ -324,6 +327,7 @@ def test_readd_with_the_same_password_changes_nothing(site: Site) -> None:
     assert site.versions() == versions
 
 
+@pytest.mark.cluster
 def test_other_password_needs_reset_password(site: Site) -> None:
     email = site.email()
     site.add_json(email, "first-password")
@@ -346,6 +350,7 @@ def test_other_password_needs_reset_password(site: Site) -> None:
         assert "hash" not in entry
 
 
+@pytest.mark.cluster
 def test_existing_user_keeps_their_profile_and_entry(site: Site) -> None:
     """The shipped user (Dex entry, password 12341234) gets a Profile; nothing else moves."""
     versions = site.versions()
@@ -360,6 +365,7 @@ def test_existing_user_keeps_their_profile_and_entry(site: Site) -> None:
         site.cluster.delete(f"{PROFILES}/kubeflow-user-example-com")
 
 
+@pytest.mark.cluster
 def test_profile_owned_by_someone_else_is_refused(site_factory) -> None:
     site = site_factory("v1.9.1")
     site.add_json(site.email("carol"), "pw1")
@@ -400,6 +406,7 @@ def test_bad_input_is_exit_code_2_before_any_cluster_call(
     assert res.out == ""
 
 
+@pytest.mark.cluster
 def test_password_prompt_does_not_echo(site_factory) -> None:
     site = site_factory("v1.4.1")
     email, password = site.email("erin"), "typed-at-a-terminal"
@@ -442,6 +449,7 @@ def test_password_prompt_does_not_echo(site_factory) -> None:
     assert is_bcrypt_of(password, site.stored_hash(email))
 
 
+@pytest.mark.cluster
 def test_password_is_in_no_command_line(site_factory) -> None:
     """While `users add` runs, no process on the machine has the password in its argv."""
     site = site_factory("26.03")
@@ -479,6 +487,7 @@ def test_password_is_in_no_command_line(site_factory) -> None:
 
 
 @pytest.mark.parametrize("release", ["v1.4.1", "26.03"])
+@pytest.mark.cluster
 def test_dex_update_failure_rolls_back_the_profile_and_the_secret(
     site_factory, release: str
 ) -> None:
@@ -504,6 +513,7 @@ def test_dex_update_failure_rolls_back_the_profile_and_the_secret(
         assert after is not None and after["data"] == secret_before["data"]
 
 
+@pytest.mark.cluster
 def test_rollback_keeps_a_profile_it_did_not_create(site_factory) -> None:
     site = site_factory("v1.9.1")
     email = site.email()
@@ -523,6 +533,7 @@ def test_rollback_keeps_a_profile_it_did_not_create(site_factory) -> None:
 # list and remove
 
 
+@pytest.mark.cluster
 def test_list_table_and_json(site_factory) -> None:
     site = site_factory("26.03")
     alice, bob, carol = site.email("alice"), site.email("bob"), site.email("carol")
@@ -567,6 +578,7 @@ def test_list_table_and_json(site_factory) -> None:
     assert [DEFAULT_USER, "-", "-", "yes"] in [line.split() for line in lines]
 
 
+@pytest.mark.cluster
 def test_list_without_dex_warns(site_factory) -> None:
     site = site_factory("v1.9.1")
     site.add_json(site.email(), "pw")
@@ -580,6 +592,7 @@ def test_list_without_dex_warns(site_factory) -> None:
     assert row["dex"] is False
 
 
+@pytest.mark.cluster
 def test_remove_deletes_profile_namespace_and_dex_entry(site: Site) -> None:
     email = site.email()
     name = profile_name_for(email)
@@ -650,6 +663,7 @@ def test_config_yaml_keeps_every_byte_outside_the_changed_entry(site: Site) -> N
         assert "# FIXME: Use hashFromEnv instead" in changed
 
 
+@pytest.mark.cluster
 def test_remove_leaves_a_namespace_the_profile_does_not_own(site_factory) -> None:
     site = site_factory("v1.4.1")
     email = site.email()
@@ -667,6 +681,7 @@ def test_remove_leaves_a_namespace_the_profile_does_not_own(site_factory) -> Non
         site.cluster.delete(f"/api/v1/namespaces/{name}")
 
 
+@pytest.mark.cluster
 def test_profile_version_follows_what_the_cluster_serves(site_factory) -> None:
     """No Profile CRD: a clear error, nothing written. One that serves only v1beta1 (as
     Kubeflow 1.3's did): Profiles in v1beta1."""
@@ -707,6 +722,7 @@ def test_profile_version_follows_what_the_cluster_serves(site_factory) -> None:
 # restart and rollout
 
 
+@pytest.mark.cluster
 def test_rollout_is_waited_for_where_the_cluster_has_nodes(site_factory) -> None:
     site = site_factory("v1.9.1")
     site.cluster.patch(
@@ -744,6 +760,7 @@ def test_rollout_is_waited_for_where_the_cluster_has_nodes(site_factory) -> None
         site.cluster.delete(f"/api/v1/nodes/{node}")
 
 
+@pytest.mark.cluster
 def test_rollout_that_does_not_finish_is_exit_code_1(site_factory) -> None:
     site = site_factory("v1.4.1")
     node = f"kferry-fake-node-{site.token}"
@@ -786,6 +803,7 @@ def test_rollout_done(deployment: Obj, done: bool) -> None:
 
 
 @pytest.mark.parametrize("release", list(LAYOUT))
+@pytest.mark.cluster
 def test_real_dex_accepts_the_password(site_factory, release: str, tmp_path: Path) -> None:
     site = site_factory(release)
     email, password = site.email("Frank"), "s3cret: with spaces & symbols #!"
@@ -877,6 +895,7 @@ def test_choose_version() -> None:
     assert choose_version([]) is None
 
 
+@pytest.mark.cluster
 def test_pull_secret_reaches_the_new_users_namespace(site_factory) -> None:
     site = site_factory("26.03")
     cluster, source = site.cluster, site.ns
@@ -937,6 +956,7 @@ def test_pull_secret_reaches_the_new_users_namespace(site_factory) -> None:
     assert sa["imagePullSecrets"] == [{"name": "regcred"}]
 
 
+@pytest.mark.cluster
 def test_pull_secret_waits_for_the_profile_controller_within_the_timeout(site_factory) -> None:
     site = site_factory("26.03")
     res = site.add(

@@ -32,7 +32,6 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import ssl
 import subprocess
 import threading
@@ -46,7 +45,7 @@ from typing import Any
 import httpx
 
 from tests.support.dex import PEERS_SCRIPT, DexServer
-from tests.support.registry import free_port
+from tests.support.processes import free_port, launch, stop_popen
 
 Obj = dict[str, Any]
 START_TIMEOUT = 30.0
@@ -204,13 +203,7 @@ class Gateway:
         return self.log_file.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_popen(self.process, timeout=10)
 
 
 def start_gateway(
@@ -266,21 +259,10 @@ def start_gateway(
         f"--custom-sign-in-logo={logo}",
         *flags,
     ]
-    setpriv = shutil.which("setpriv")
-    if setpriv is not None:
-        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     env.update(deployment_env(render, parameters or {}))
     log_file = directory / "oauth2-proxy.log"
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    process = launch(argv, log_file, tied=True, env=env)
     gateway = Gateway(f"{scheme}://127.0.0.1:{port}", process, log_file)
     deadline = time.monotonic() + START_TIMEOUT
     with httpx.Client(timeout=2.0, verify=verify) as probe:

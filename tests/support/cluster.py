@@ -49,13 +49,10 @@ import argparse
 import base64
 import contextlib
 import copy
-import datetime
 import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -68,11 +65,10 @@ from typing import Any
 
 import httpx
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support import markers
 from tests.support.node import (
     NODE_NAME,
     NODE_STATE,
@@ -82,7 +78,14 @@ from tests.support.node import (
     start_node,
     stop_node,
 )
-from tests.support.registry import CertificateAuthority, LiveSet, free_port, new_ca
+from tests.support.pki import (
+    issue_client_cert,
+    new_ca,
+    pem_key,
+    tls_context,
+    write_secret,
+)
+from tests.support.processes import LiveSet, Process, free_port, free_ports, launch_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-cluster"
@@ -169,62 +172,6 @@ def cluster_bin(kubernetes: str = DEFAULT_KUBERNETES) -> Path:
     return Path(lines[-1])
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _write_secret(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
-    path.chmod(0o600)
-    return path
-
-
-def issue_client_cert(
-    ca: CertificateAuthority, directory: Path, name: str, user: str, groups: Sequence[str] = ()
-) -> tuple[Path, Path]:
-    """Write ``NAME.crt``/``NAME.key``: a client certificate for ``user`` (CN) in ``groups``
-    (O), which is how kube-apiserver reads an x509 identity. Returns their paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
-    subject.append(x509.NameAttribute(NameOID.COMMON_NAME, user))
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(subject))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), False
-        )
-        .sign(ca.key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_file = directory / f"{name}.crt"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_file, _write_secret(directory / f"{name}.key", _pem_key(key))
-
-
 @dataclass(frozen=True)
 class _Pki:
     ca_file: Path
@@ -243,7 +190,7 @@ def _make_pki(directory: Path) -> _Pki:
     serving_cert, serving_key = ca.issue_server_cert(directory, "apiserver", APISERVER_HOSTS)
     client_cert, client_key = issue_client_cert(ca, directory, "admin", ADMIN_USER, [ADMIN_GROUP])
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    sa_key = _write_secret(directory / "sa.key", _pem_key(sa))
+    sa_key = write_secret(directory / "sa.key", pem_key(sa))
     sa_pub = directory / "sa.pub"
     sa_pub.write_bytes(
         sa.public_key().public_bytes(
@@ -251,7 +198,7 @@ def _make_pki(directory: Path) -> _Pki:
         )
     )
     token = secrets.token_urlsafe(32)
-    token_file = _write_secret(
+    token_file = write_secret(
         directory / "tokens.csv", f'{token},{ADMIN_USER},{ADMIN_USER},"{ADMIN_GROUP}"\n'.encode()
     )
     return _Pki(
@@ -295,120 +242,15 @@ def write_kubeconfig(
         ],
         "current-context": "kferry-test",
     }
-    return _write_secret(path, yaml.safe_dump(config, sort_keys=False).encode())
+    return write_secret(path, yaml.safe_dump(config, sort_keys=False).encode())
 
 
 # --------------------------------------------------------------------------------------------
 # Processes
 
 
-@dataclass(eq=False)
-class _Process:
-    """One control-plane process: a child (``popen``) or one found again by its pid."""
-
-    name: str
-    pid: int
-    log_file: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def alive(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is None
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat.rpartition(")")[2].split()[0] != "Z"
-
-    def is_ours(self, directory: Path) -> bool:
-        """Still the process we started (the pid was not reused): its command line names
-        its binary and our directory."""
-        if self.popen is not None:
-            return True
-        try:
-            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        text = b" ".join(argv).decode(errors="replace")
-        return Path(argv[0].decode(errors="replace")).name == self.name and str(directory) in text
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        if self.popen is not None:
-            if self.popen.poll() is None:
-                self.popen.terminate()
-                try:
-                    self.popen.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self.popen.kill()
-                    self.popen.wait(timeout=timeout)
-            return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):
-            if not self.alive():
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-            deadline = time.monotonic() + wait
-            while self.alive() and time.monotonic() < deadline:
-                time.sleep(0.05)
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` different TCP ports on 127.0.0.1 that were free a moment ago."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
-
-
-def _launch(
-    name: str,
-    binary: Path,
-    args: Sequence[str],
-    log_file: Path,
-    *,
-    tied: bool,
-    env: Mapping[str, str] | None = None,
-) -> _Process:
-    """Start ``binary args`` in its own session, output to ``log_file``. ``tied``: the kernel
-    kills it when the starting thread dies (``setpriv --pdeathsig KILL``), so a killed pytest
-    leaves nothing behind."""
-    argv = [str(binary), *args]
-    setpriv = shutil.which("setpriv")
-    if tied and setpriv is not None:
-        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-    with log_file.open("ab") as log:
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-    return _Process(name, popen.pid, log_file, popen)
-
-
-def tls_context(ca_file: Path, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
-    """A client context trusting only ``ca_file``, presenting ``cert``/``key`` if given. (httpx
-    ignores ``cert=`` when ``verify`` is a path, so always hand it a context.)"""
-    context = ssl.create_default_context(cafile=str(ca_file))
-    if cert is not None:
-        context.load_cert_chain(str(cert), str(key) if key is not None else None)
-    return context
-
-
 def _wait_ready(
-    process: _Process,
+    process: Process,
     url: str,
     *,
     verify: ssl.SSLContext | bool,
@@ -462,7 +304,7 @@ class Cluster:
     tied: bool
     # The Kubernetes minor version (a key of COMPONENTS): "1.37" or "1.21".
     kubernetes: str = DEFAULT_KUBERNETES
-    processes: dict[str, _Process] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
     # Seconds from start_cluster's call to /readyz: everything (PKI, etcd, kube-apiserver).
     start_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
@@ -531,7 +373,7 @@ class Cluster:
             "--use-service-account-credentials=false",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         ]
-        process = _launch(
+        process = launch_process(
             "kube-controller-manager",
             self.bin_dir / "kube-controller-manager",
             args,
@@ -582,7 +424,7 @@ class Cluster:
             "kubernetes": self.kubernetes,
             "pids": {name: p.pid for name, p in self.processes.items()},
         }
-        _write_secret(self.directory / STATE_FILE, json.dumps(state, indent=2).encode())
+        write_secret(self.directory / STATE_FILE, json.dumps(state, indent=2).encode())
 
     def logs(self, name: str = "kube-apiserver") -> str:
         """The log of one process (``etcd``, ``kube-apiserver``, ``kube-controller-manager``)."""
@@ -858,6 +700,7 @@ def start_cluster(
     v1.21.14; no controller manager). ``node``: also a node (kube-controller-manager,
     kube-scheduler, containerd, kubelet: :func:`tests.support.node.start_node`, which
     ``hosts_dir``, ``registry_cas`` and ``registry_auths`` configure)."""
+    markers.started(markers.CLUSTER, "a kube-apiserver")
     started = time.perf_counter()
     _check_kubernetes(kubernetes)
     if controller_manager and "kube-controller-manager" not in COMPONENTS[kubernetes]:
@@ -879,7 +722,7 @@ def start_cluster(
     pki = _make_pki(directory / "pki")
     timings = {"pki": time.perf_counter() - started}
 
-    etcd_port, peer_port, api_port = _free_ports(3)
+    etcd_port, peer_port, api_port = free_ports(3)
     etcd_url = f"http://127.0.0.1:{etcd_port}"
     server = f"https://127.0.0.1:{api_port}"
     kubeconfig = write_kubeconfig(
@@ -905,7 +748,7 @@ def start_cluster(
     try:
         phase = time.perf_counter()
         peer_url = f"http://127.0.0.1:{peer_port}"
-        etcd = _launch(
+        etcd = launch_process(
             "etcd",
             bin_dir / "etcd",
             [
@@ -933,7 +776,7 @@ def start_cluster(
         timings["etcd"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
-        apiserver = _launch(
+        apiserver = launch_process(
             "kube-apiserver",
             bin_dir / "kube-apiserver",
             [
@@ -1018,7 +861,7 @@ def attach(directory: Path) -> Cluster | None:
         kubernetes=state.get("kubernetes", DEFAULT_KUBERNETES),
     )
     for name, pid in state["pids"].items():
-        process = _Process(name, int(pid), logs / f"{name}.log")
+        process = Process(name, int(pid), logs / f"{name}.log")
         if process.is_ours(directory):
             cluster.processes[name] = process
     cluster.node = load_node(directory)

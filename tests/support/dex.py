@@ -20,7 +20,6 @@ import base64
 import contextlib
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +30,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.registry import free_port
+from tests.support.processes import free_port, launch, stop_popen
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS_SCRIPT = ROOT / "scripts" / "peers"
@@ -137,13 +136,7 @@ class DexServer:
 
     def stop(self) -> None:
         self._client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_popen(self.process, timeout=10)
 
 
 def start_dex(
@@ -165,21 +158,10 @@ def start_dex(
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     config_file.chmod(0o600)
     log_file = directory / "dex.log"
-    argv = [str(binary), "serve", str(config_file)]
-    setpriv = shutil.which("setpriv")
-    if setpriv is not None:  # killed with the test process, whatever happens to it
-        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
     # Only what Dex needs: the kubelet's env for the container, nothing of the test's own.
     process_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=process_env,
-            start_new_session=True,
-        )
+    # tied: killed with the test process, whatever happens to it
+    process = launch([str(binary), "serve", str(config_file)], log_file, tied=True, env=process_env)
     server = DexServer(config["issuer"], client_id, client_secret, process, log_file, config_file)
     deadline = time.monotonic() + timeout
     url = f"{server.issuer}/.well-known/openid-configuration"

@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tests.support import markers
 from tests.support.runnable import write_oci_archive
 
 if TYPE_CHECKING:
@@ -417,9 +418,10 @@ def start_node(
 ) -> NodeInfo:
     """Start kube-controller-manager (if not running), containerd, kubelet and
     kube-scheduler for ``cluster`` and wait for the node to be Ready. See the module."""
-    from tests.support.cluster import _launch, _wait_ready
-    from tests.support.registry import free_port
+    from tests.support.cluster import _wait_ready
+    from tests.support.processes import free_port, launch_process
 
+    markers.started(markers.NODE, "a node (kubelet + containerd)")
     started = time.perf_counter()
     if load_node(cluster.directory) is not None:
         stop_node(cluster)
@@ -482,7 +484,7 @@ def start_node(
         env_bundle = _bundle(list(registry_cas or []), node_dir / "ca-bundle.pem")
         logs = cluster.directory / "logs"
         phase = time.perf_counter()
-        process = _launch(
+        process = launch_process(
             "containerd",
             Path(containerd),
             # through the DIR/node link: the command line names DIR, as is_ours expects
@@ -504,7 +506,7 @@ def start_node(
         kubelet_file.write_text(
             yaml.safe_dump(kubelet_config(info, node_dir, cluster, port, healthz_port))
         )
-        kubelet = _launch(
+        kubelet = launch_process(
             "kubelet",
             cluster.bin_dir / "kubelet",
             [
@@ -529,7 +531,7 @@ def start_node(
 
         phase = time.perf_counter()
         scheduler_port = free_port()
-        scheduler = _launch(
+        scheduler = launch_process(
             "kube-scheduler",
             cluster.bin_dir / "kube-scheduler",
             [

@@ -8,33 +8,28 @@ anonymous, htpasswd (bcrypt) or token auth (see :mod:`tests.support.tokenserver`
 
 from __future__ import annotations
 
-import atexit
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import Any, Literal
 
 import bcrypt
 import httpx
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support import markers
+from tests.support.pki import CertificateAuthority, new_ca
+from tests.support.processes import LiveSet, free_port, launch, stop_popen
 from tests.support.tokenserver import TokenServer, start_token_server
 
 AuthKind = Literal["htpasswd", "token"] | None
@@ -48,124 +43,6 @@ DEFAULT_FOREIGN_URLS_ALLOW = ("^https?://",)
 # Basic credentials, so the default cost (12, ~0.25 s a check) would dominate test time.
 HTPASSWD_BCRYPT_ROUNDS = 4
 START_TIMEOUT = 15.0
-
-
-# --------------------------------------------------------------------------------------------
-# PKI
-
-
-@dataclass(frozen=True)
-class CertificateAuthority:
-    """A throwaway CA (EC P-256) that issues loopback server certificates."""
-
-    key: ec.EllipticCurvePrivateKey
-    cert: x509.Certificate
-    cert_file: Path
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    def issue_server_cert(
-        self,
-        directory: Path,
-        name: str,
-        hosts: Iterable[str] = ("127.0.0.1", "localhost"),
-    ) -> tuple[Path, Path]:
-        """Write ``NAME.crt`` (leaf then CA) and ``NAME.key`` for ``hosts``; return their paths."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                sans.append(x509.DNSName(host))
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, next(iter(hosts)))]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=True,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        directory.mkdir(parents=True, exist_ok=True)
-        cert_file = directory / f"{name}.crt"
-        key_file = directory / f"{name}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem)
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_file.chmod(0o600)
-        return cert_file, key_file
-
-    def ssl_context(self) -> ssl.SSLContext:
-        """A client context that trusts only this CA."""
-        return ssl.create_default_context(cafile=str(self.cert_file))
-
-
-def new_ca(directory: Path, name: str = "kferry test CA") -> CertificateAuthority:
-    """Create a CA and write its certificate to ``DIRECTORY/ca.crt``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_file = directory / "ca.crt"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return CertificateAuthority(key=key, cert=cert, cert_file=cert_file)
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,14 +145,6 @@ class RegistryAuth(httpx.Auth):
 # The registry process
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
@@ -287,34 +156,6 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
 
 # What the ``registry_factory`` fixture returns: start_registry minus the directory.
 RegistryFactory = Callable[..., "Registry"]
-
-
-class _Stoppable(Protocol):
-    def stop(self) -> None: ...
-
-
-class LiveSet:
-    """What the tests started and have not stopped yet; stopped at interpreter exit, so a
-    crashed or interrupted run leaves no server behind. Shared by registries and clusters."""
-
-    def __init__(self) -> None:
-        self._live: dict[int, _Stoppable] = {}
-        self._lock = threading.Lock()
-        atexit.register(self.stop_all)
-
-    def add(self, item: _Stoppable) -> None:
-        with self._lock:
-            self._live[id(item)] = item
-
-    def discard(self, item: _Stoppable) -> None:
-        with self._lock:
-            self._live.pop(id(item), None)
-
-    def stop_all(self) -> None:
-        with self._lock:
-            live = list(self._live.values())
-        for item in live:
-            item.stop()
 
 
 _LIVE = LiveSet()
@@ -341,7 +182,6 @@ class Registry:
     token_server: TokenServer | None = None
     owns_token_server: bool = False
     start_seconds: float = 0.0
-    _log: IO[bytes] | None = field(default=None, repr=False)
 
     # -- life cycle
 
@@ -350,21 +190,12 @@ class Registry:
         binary = shutil.which(REGISTRY_BINARY)
         if binary is None:
             raise RuntimeError(f"{REGISTRY_BINARY} is not on PATH: run scripts/system-deps")
-        self._log = self.log_file.open("ab")
         started = time.perf_counter()
-        try:
-            self.process = subprocess.Popen(
-                [binary, "serve", str(self.config_file)],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        except BaseException:
-            self._log.close()
-            self._log = None
-            raise
+        # Not tied to the starting thread: fixtures may start a registry from any thread;
+        # _LIVE stops it at exit.
+        self.process = launch(
+            [binary, "serve", str(self.config_file)], self.log_file, tied=False, env=env
+        )
         _LIVE.add(self)
         try:
             self._wait_ready(started)
@@ -394,16 +225,8 @@ class Registry:
 
     def _terminate(self) -> None:
         process = self.process  # kept after stop, for its returncode
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if process is not None:
+            stop_popen(process, timeout=5)
         _LIVE.discard(self)
 
     def stop(self) -> None:
@@ -538,6 +361,7 @@ def start_registry(
     ``validation.manifests.urls.allow`` (None: leave distribution's default, which rejects
     every manifest that lists layer URLs). ``extra_config`` is deep-merged into the config.
     """
+    markers.started(markers.REGISTRY, "a docker-registry")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     storage = tmp_dir / "storage"
     storage.mkdir(exist_ok=True)

@@ -37,8 +37,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.support import markers
+
 if TYPE_CHECKING:
-    from tests.support.registry import CertificateAuthority
+    from tests.support.pki import CertificateAuthority
 
 Algorithm = Literal["ES256", "RS256"]
 KeyIdMode = Literal["kid", "x5c"]
@@ -439,6 +441,7 @@ def start_token_server(
     **options: Any,
 ) -> TokenServer:
     """Start a :class:`TokenServer` (HTTPS with a cert from ``ca`` when given)."""
+    markers.started(markers.REGISTRY, "a token server")
     server = TokenServer(directory, ca=ca, **options)
     for username, password in (users or {}).items():
         server.add_user(username, password)
