@@ -50,6 +50,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+@pytest.mark.slow
 def test_verify_of_a_zst_expanding_to_thousands_of_json_blobs_stays_small(
     tmp_path: Path,
 ) -> None:
@@ -87,6 +88,7 @@ def _gzip_bomb(path: Path, total: int) -> None:
         f.write(comp.flush())
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_refused_with_bounded_memory(tmp_path: Path) -> None:
     bomb = tmp_path / "render.yaml.gz"
     _gzip_bomb(bomb, 1200 << 20)

@@ -122,6 +122,7 @@ def test_grammar_strings_are_accepted_like_the_oracle(s: str) -> None:
     assert accepts(s) == oracle(s), s
 
 
+@pytest.mark.slow
 @settings(max_examples=1500)
 @given(mutated)
 def test_near_misses_are_judged_like_the_oracle(s: str) -> None:

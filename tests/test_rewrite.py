@@ -47,6 +47,7 @@ def docs_of(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.load_all(text, Loader=yaml.CSafeLoader) if d]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["keep", "drop-host", "flat"])
 @pytest.mark.parametrize("release", RELEASES)
 def test_only_private_images_remain(release: str, layout: str, tmp_module: Path) -> None:
@@ -61,6 +62,7 @@ def test_only_private_images_remain(release: str, layout: str, tmp_module: Path)
         assert f"needs node mirror configuration: {image}" in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("release", RELEASES)
 def test_same_documents_and_objects(release: str, tmp_module: Path) -> None:
     text, _ = rewritten(release, "keep", tmp_module)
@@ -71,6 +73,7 @@ def test_same_documents_and_objects(release: str, tmp_module: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["keep", "flat"])
 @pytest.mark.parametrize("release", RELEASES)
 def test_line_diff_touches_only_references_and_named_fixes(
@@ -89,6 +92,7 @@ def test_line_diff_touches_only_references_and_named_fixes(
     assert "fix knative-skip-tag-resolution" in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["keep", "drop-host", "flat"])
 @pytest.mark.parametrize("release", RELEASES)
 def test_changed_objects_pass_schema_validation(
@@ -274,6 +278,7 @@ def env_of(deployment: dict[str, Any], container: str) -> dict[str, Any]:
     return {e["name"]: e.get("value") for e in c.get("env") or []}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("release", "key"),
     [
@@ -293,6 +298,7 @@ def test_knative_skip_list_uses_the_key_that_version_reads(release: str, key: st
     assert key not in find(docs_of(res.out), "ConfigMap", "config-deployment")["data"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("release", ["v1.4.1", "26.03"])
 def test_insecure_cookies(release: str) -> None:
     docs, report = fixed(release, "insecure-cookies")
@@ -305,6 +311,7 @@ def test_insecure_cookies(release: str) -> None:
     assert "fix insecure-cookies" in report
 
 
+@pytest.mark.slow
 def test_istio_first_party_jwt_changes_everything_the_setting_controls() -> None:
     docs, report = fixed("v1.4.1", "istio-first-party-jwt")
     values = json.loads(find(docs, "ConfigMap", "istio-sidecar-injector")["data"]["values"])
@@ -319,6 +326,7 @@ def test_istio_first_party_jwt_changes_everything_the_setting_controls() -> None
     assert "fix istio-first-party-jwt" in report
 
 
+@pytest.mark.slow
 def test_pull_secret_on_service_accounts_and_pod_templates() -> None:
     docs, report = fixed("v1.9.1", "pull-secret=regcred")
     for d in docs:
