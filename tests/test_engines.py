@@ -203,4 +203,3 @@ def test_rewrite_engine_touches_only_image_fields(layout: str, busybox: str, not
         "docker.io/library/busybox:1.36"
     ]
     assert out.references == 2
-
