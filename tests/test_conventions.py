@@ -211,3 +211,15 @@ def test_digest_reference_never_cut_in_a_narrow_table() -> None:
     text = console.export_text()
     assert ref in text.replace(" \n", "\n")
     assert console.width == 60
+
+
+def test_reference_in_folded_prose_stays_whole() -> None:
+    """doctor's findings are prose that folds; a reference inside stays one unbroken word."""
+    ref = "harbor.local:8443/kubeflow/docker.io/kserve/kserve-controller@sha256:" + "cd" * 32
+    console = Console(width=50, file=io.StringIO(), record=True, color_system=None)
+    table = Table(box=None)
+    for col in ("SEVERITY", "FINDING"):
+        table.add_column(col, overflow="fold")
+    table.add_row("error", f"pods pull {ref} which is not in the mirror")
+    output.print_table(console, table)
+    assert ref in console.export_text()
