@@ -56,7 +56,10 @@ def print_json(data: Any) -> None:
         import yaml  # only on this path
 
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-        text = yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True)
+        # "---" first: a command printing several results (status --watch) gives a stream
+        text = yaml.dump(
+            data, Dumper=dumper, sort_keys=False, allow_unicode=True, explicit_start=True
+        )
         sys.stdout.write(text)
         return
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
