@@ -18,6 +18,7 @@ from tests.conftest import run_kferry
 from tests.support.cluster import Cluster
 from tests.support.cluster_fixtures import Kube as KubeNs
 from tests.support.images import push_image
+from tests.support.proxy import FlakyProxy
 from tests.support.registry import Registry
 
 
@@ -189,3 +190,34 @@ def test_debug_logs_requests_but_no_secret(
     for line in err.splitlines():
         if "authorization" in line.lower() or "bearer " in line.lower():
             assert "<redacted>" in line or "www-authenticate" in line.lower(), line
+
+
+@pytest.mark.registry
+def test_verbose_shows_each_request_and_its_retry(
+    flaky_source: FlakyProxy, source_registry: Registry, target_registry: Registry, tmp_path: Path
+) -> None:
+    push_image(source_registry, "conv/retry", tag="1")
+    flaky_source.fail_next(1, status=503, retry_after=None, method="GET", path=r"/manifests/")
+    res = run_kferry(
+        "-v",
+        "mirror",
+        flaky_source.ref("conv/retry", "1"),
+        "--plain-http",
+        flaky_source.host,
+        "--to",
+        f"{target_registry.host}/proj",
+        "--ca-file",
+        str(target_registry.ca_file),
+        "--username",
+        str(target_registry.username),
+        "--password-stdin",
+        "--lock",
+        str(tmp_path / "lock.json"),
+        stdin=f"{target_registry.password}\n".encode(),
+    )
+    assert res.code == 0, res.err[-2000:]
+    manifest_url = f"http://{flaky_source.host}/v2/conv/retry/manifests/1"
+    lines = [line for line in res.err.splitlines() if f"GET {manifest_url} " in line]
+    assert len(lines) >= 2, res.err[-2000:]
+    assert "503" in lines[0] and "200" in lines[1]
+    assert "httpcore" not in res.err  # -v: requests only, not connection-level debugging
