@@ -572,7 +572,7 @@ def test_cli_table() -> None:
         ((), None, "no kubeconfig"),
         (("-n", "team-a", "m"), None, "no kubeconfig"),
         (("--wait",), None, "no kubeconfig"),
-        (("-o", "yaml"), None, "Invalid value"),
+        (("-o", "xml"), None, "Invalid value"),
     ],
 )
 def test_cli_bad_usage_and_input(

@@ -13,7 +13,7 @@ from rich.progress import Progress as RichProgress
 from kferry.apply import PHASES, Applier, Progress
 from kferry.apply.rollout import Rollout, deployments_of, wait_deployments
 from kferry.cli.options import kube_options
-from kferry.cli.output import print_json, stdout_console
+from kferry.cli.output import output_option, print_json, stdout_console
 from kferry.errors import InputError
 from kferry.kube import Kube
 from kferry.kube.objects import as_dict
@@ -72,9 +72,7 @@ class _Bars(Progress):
     metavar="KIND",
     help="Do not apply objects of this kind (repeatable).",
 )
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@output_option()
 @kube_options
 @click.pass_context
 def apply(

@@ -7,11 +7,16 @@ from rich.table import Table
 
 from kferry.catalog import Catalog, DefaultEntry
 from kferry.cli.options import catalog_from, catalog_option
-from kferry.cli.output import print_json, stdout_console, warn
+from kferry.cli.output import (
+    output_option,
+    print_json,
+    print_table,
+    reference_column,
+    stdout_console,
+    warn,
+)
 from kferry.discover.engine import check_coverage
 from kferry.load import load_objects, read_sources
-
-_OUTPUT = click.Choice(["table", "json"])
 
 
 def _override(entry: DefaultEntry) -> str:
@@ -59,7 +64,7 @@ def _entries(catalog: Catalog) -> list[dict[str, object]]:
 
 
 @click.group(invoke_without_command=True)
-@click.option("-o", "--output", type=_OUTPUT, default="table", show_default=True)
+@output_option()
 @catalog_option
 @click.pass_context
 def catalog(ctx: click.Context, output: str, catalogs: tuple[str, ...]) -> None:
@@ -78,7 +83,10 @@ def catalog(ctx: click.Context, output: str, catalogs: tuple[str, ...]) -> None:
     console = stdout_console()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("COMPONENT", "DEFAULT", "VERSIONS", "IMAGE", "SOURCE"):
-        table.add_column(col, overflow="fold")
+        if col == "IMAGE":
+            reference_column(table, col)
+        else:
+            table.add_column(col, overflow="fold")
     for e in cat.defaults:
         for r in e.rules:
             table.add_row(
@@ -89,7 +97,7 @@ def catalog(ctx: click.Context, output: str, catalogs: tuple[str, ...]) -> None:
                 r.citation(r.last_version),
             )
         table.add_row("", "", "override", _override(e), e.override.source if e.override else "")
-    console.print(table)
+    print_table(console, table)
     commits = sum(len(c.commits) for c in cat.components)
     console.print(
         f"{len(cat.defaults)} defaults of {len(cat.components)} components, "
@@ -101,7 +109,7 @@ def catalog(ctx: click.Context, output: str, catalogs: tuple[str, ...]) -> None:
 
 @catalog.command("check")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("-o", "--output", type=_OUTPUT, default="table", show_default=True)
+@output_option()
 @catalog_option
 def check(paths: tuple[str, ...], output: str, catalogs: tuple[str, ...]) -> None:
     """Which controllers of a render the catalog covers exactly, by assumption, or not at all.
@@ -133,11 +141,14 @@ def check(paths: tuple[str, ...], output: str, catalogs: tuple[str, ...]) -> Non
     console = stdout_console()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("STATUS", "COMPONENT", "OBJECT", "IMAGE", "RULES"):
-        table.add_column(col, overflow="fold")
+        if col == "IMAGE":
+            reference_column(table, col)
+        else:
+            table.add_column(col, overflow="fold")
     order = {"assumed": 0, "none": 1, "exact": 2, "unknown": 3}
     for r in sorted(rows, key=lambda r: (order[r.status], r.object)):
         table.add_row(r.status, r.component or "-", r.object, r.image, "; ".join(r.rules))
-    console.print(table)
+    print_table(console, table)
     counts = {s: sum(1 for r in rows if r.status == s) for s in order}
     console.print(
         f"{counts['exact']} exact, {counts['assumed']} assumed, {counts['none']} without a "

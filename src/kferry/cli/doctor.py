@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from kferry.cli.options import kube_options
-from kferry.cli.output import print_json, stdout_console
+from kferry.cli.output import output_option, print_json, print_table, stdout_console
 from kferry.doctor import diagnose
 from kferry.doctor.pulls import lock_targets
 from kferry.kube import Kube
@@ -26,9 +26,7 @@ from kferry.plan import read_lock
     type=click.Path(dir_okay=False, path_type=Path),
     help="kferry's lock file: the source of each mirrored image, for the mirror commands.",
 )
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@output_option()
 @kube_options
 @click.pass_context
 def doctor(
@@ -58,5 +56,5 @@ def doctor(
                 table.add_column(col, overflow="fold")
             for f in findings:
                 table.add_row(f.severity, f.object, f.finding, f.fix)
-            console.print(table)
+            print_table(console, table)  # references in findings: whole, never cut
     ctx.exit(1 if findings else 0)

@@ -11,7 +11,14 @@ from rich.text import Text
 
 from kferry.catalog import Catalog
 from kferry.cli.options import catalog_from, catalog_option
-from kferry.cli.output import OUTPUT_CHOICES, print_json, stdout_console, warn
+from kferry.cli.output import (
+    output_option,
+    print_json,
+    print_table,
+    reference_column,
+    stdout_console,
+    warn,
+)
 from kferry.discover import Assumption, Image, Inventory, Location, discover
 from kferry.discover.diff import ImageDiff, Side
 from kferry.errors import InputError
@@ -57,13 +64,9 @@ def warn_assumptions(assumptions: list[Assumption]) -> None:
 
 @click.command()
 @click.argument("paths", nargs=-1, metavar="[PATH|-]...")
-@click.option(
-    "-o",
-    "--output",
-    type=OUTPUT_CHOICES,
-    default="table",
-    show_default=True,
-    help="table for people, list (one canonical reference per line) or json.",
+@output_option(
+    ("table", "list", "json", "yaml"),
+    help="table for people, list (one canonical reference per line), json or yaml.",
 )
 @click.option("--why", is_flag=True, help="List every place each image was found.")
 @click.option(
@@ -130,12 +133,12 @@ def images(
                 console.print(line, overflow="fold")
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")
-        table.add_column("IMAGE", overflow="fold")
+        reference_column(table, "IMAGE")
         table.add_column("FOUND IN", justify="right")
         table.add_column("OPTIONAL")
         for img in inventory.images:
             table.add_row(img.canonical, str(len(img.locations)), "yes" if img.optional else "")
-        console.print(table)
+        print_table(console, table)
     optional = sum(1 for img in inventory.images if img.optional)
     console.print(
         f"{len(inventory.images)} images ({optional} optional) in {count} objects",

@@ -18,9 +18,12 @@ def kube_options(func: F) -> F:
     func = click.option(
         "--kubeconfig",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="Kubeconfig (default $KUBECONFIG or ~/.kube/config).",
+        help="Kubeconfig (default: $KUBECONFIG, a ':'-separated list merged as kubectl "
+        "does, else ~/.kube/config, else the pod's service account when run in a pod).",
     )(func)
-    return click.option("--context", help="Kubeconfig context.")(func)
+    return click.option("--context", help="Kubeconfig context (default: the current-context).")(
+        func
+    )
 
 
 def catalog_option(func: F) -> F:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kferry.cli.options import kube_options
-from kferry.cli.output import print_json, printable, stdout_console, warn
+from kferry.cli.output import output_option, print_json, printable, stdout_console, warn
 from kferry.errors import InputError
 from kferry.kube import Kube
 from kferry.status import (
@@ -117,14 +117,7 @@ def _check_usage(
     metavar="D",
     help="How long --wait/--watch go on: 90s, 5m, 1h30m (--wait default: 15m).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts.",
-)
+@output_option()
 @kube_options
 @click.pass_context
 def status(

@@ -21,7 +21,8 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 
 from kferry.cli.images import inventory_from
-from kferry.cli.output import print_json, stdout_console, warn
+from kferry.cli.output import output_option as data_output_option
+from kferry.cli.output import print_json, record_format, stdout_console, warn
 from kferry.errors import InputError
 from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.name import Reference
@@ -108,10 +109,11 @@ def output_option(func: F) -> F:
     return click.option(
         "-o",
         "--output",
-        type=click.Choice(["table", "json"]),
+        type=click.Choice(["table", "json", "yaml"]),
         default="table",
         show_default=True,
-        help="Summary for people, or JSON.",
+        callback=record_format,
+        help="Summary for people, or JSON or YAML.",
     )(func)
 
 
@@ -295,9 +297,7 @@ def _mb(n: int) -> str:
 @click.command("plan")
 @image_inputs
 @target_options
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@data_output_option()
 def plan_cmd(
     images: tuple[str, ...],
     files: tuple[str, ...],
@@ -451,9 +451,7 @@ def bundle_load(
 
 @bundle.command("verify")
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@data_output_option()
 @click.pass_context
 def bundle_verify(ctx: click.Context, bundle_path: Path, output: str) -> None:
     """Re-hash every blob and check every image is complete; exit 1 on damage."""

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kferry.cli.options import kube_options
-from kferry.cli.output import print_json, stdout_console, warn
+from kferry.cli.output import output_option, print_json, stdout_console, warn
 from kferry.errors import InputError
 from kferry.kube import Kube
 from kferry.status import parse_duration
@@ -33,7 +33,6 @@ from kferry.users.names import check_profile_name
 from kferry.users.pullsecret import PullSecretResult, grant, source_secret
 from kferry.users.service import Restart
 
-OUTPUT = click.Choice(["table", "json"])
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -60,9 +59,7 @@ def _timeout_option(func: F) -> F:
 
 
 def _output_option(func: F) -> F:
-    return click.option(
-        "-o", "--output", type=OUTPUT, default="table", show_default=True, help="json for scripts."
-    )(func)
+    return output_option()(func)
 
 
 def _ask_password(email: str, from_stdin: bool, confirm: bool = True) -> str:
