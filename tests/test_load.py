@@ -151,5 +151,5 @@ def test_kustomize_directory_without_a_renderer(tmp_path: Path) -> None:
 
 
 def test_no_input_on_a_terminal_is_usage_error() -> None:
-    res = run_kferry("images", "--output", "yaml")
-    assert res.code == 2 and "yaml" in res.err
+    res = run_kferry("images", "--output", "xml")
+    assert res.code == 2 and "xml" in res.err
