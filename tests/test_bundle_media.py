@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from kferry.transfer.layout import UNPACK_PREFIX
+from kferry.transfer.layout.index import UNPACK_PREFIX
 from tests.conftest import ROOT, run_kferry
 from tests.support.images import PushedImage, assert_copied, push_image
 from tests.support.proxy import ProxyFactory

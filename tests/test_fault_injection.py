@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kferry.transfer.layout import UNPACK_PREFIX
+from kferry.transfer.layout.index import UNPACK_PREFIX
 from tests.conftest import run_kferry
 from tests.support.images import PushedImage, push_image, push_multiarch, random_blob
 from tests.support.proxy import FlakyProxy, ProxyFactory

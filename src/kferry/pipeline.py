@@ -27,9 +27,11 @@ from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
 from kferry.transfer.copy import Copier, ImageResult, Progress
-from kferry.transfer.layout import LayoutReader, LayoutWriter
-from kferry.transfer.remote import Options, Registries
+from kferry.transfer.layout.read import LayoutReader
+from kferry.transfer.layout.write import LayoutWriter
+from kferry.transfer.registry import Registries
 from kferry.transfer.stores import ImageSink, ImageSource, RegistryStore
+from kferry.transfer.transport import Options
 
 
 @dataclass

@@ -28,10 +28,11 @@ from kferry.name import Reference
 from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
 from kferry.plan import LAYOUTS, LOCK_NAME, Destination, plan
 from kferry.plan.lock import check_lock
-from kferry.transfer.auth import Credential, Keychain
 from kferry.transfer.copy import ImageResult, Progress
-from kferry.transfer.layout import verify_bundle
-from kferry.transfer.remote import Options, RegistryError, ssl_context
+from kferry.transfer.credentials import Credential, Keychain
+from kferry.transfer.errors import RegistryError
+from kferry.transfer.layout.verify import verify_bundle
+from kferry.transfer.transport import Options, ssl_context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
