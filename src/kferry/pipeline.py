@@ -205,11 +205,14 @@ def mirror_images(
         registries.close()
 
 
-def save_bundle(refs: Sequence[Reference], out: Path, copy: Copy) -> tuple[list[ImageResult], Path]:
-    """Registry to OCI layout; finished (index.json, tar) only when every image made it.
-    Returns the results and where the bundle (or its resumable staging directory) is."""
+def save_bundle(
+    refs: Sequence[Reference], out: Path, copy: Copy, split: int | None = None
+) -> tuple[list[ImageResult], Path]:
+    """Registry to OCI layout; finished (index.json, tar, or volumes of ``split`` bytes) only
+    when every image made it. Returns the results and where the bundle (its volume manifest,
+    or its resumable staging directory) is."""
     registries = Registries(copy.options)
-    with LayoutWriter(out) as writer:
+    with LayoutWriter(out, split) as writer:
         try:
             results = copy.run(
                 RegistryStore(registries), writer, [Planned(r, r) for r in dict.fromkeys(refs)]

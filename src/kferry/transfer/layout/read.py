@@ -21,6 +21,7 @@ from kferry.transfer.layout.index import (
     parse_index,
 )
 from kferry.transfer.layout.pack import unpack_zst
+from kferry.transfer.layout.volumes import bundle_name, find_volumes, open_bundle_file
 from kferry.transfer.media import (
     MAX_MANIFEST_BYTES,
     Descriptor,
@@ -41,9 +42,14 @@ class LayoutReader:
 
     def __init__(self, path: Path, tmp_dir: Path | None = None) -> None:
         self.path = path
-        if not path.exists():
+        self.volumes = find_volumes(path)
+        if not path.exists() and self.volumes is None:
             raise InputError(f"{path}: no such bundle")
-        self.kind = "dir" if path.is_dir() else bundle_kind(path)
+        if self.volumes is not None:
+            problems = self.volumes.missing()
+            if problems:  # before anything is written anywhere
+                raise InputError(f"{self.volumes.manifest}: {problems[0]}")
+        self.kind = "dir" if path.is_dir() else bundle_kind(bundle_name(path))
         if self.kind == "dir" and not path.is_dir():
             raise InputError(f"{path}: not a bundle (a directory, a .tar or a .tar.zst)")
         self._stack = contextlib.ExitStack()
@@ -59,7 +65,7 @@ class LayoutReader:
         elif self.kind == "tar":
             self.root = None
             try:
-                with tarfile.open(path, "r:") as tar:
+                with open_bundle_file(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
                     self._members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
             except tarfile.TarError as exc:
                 raise InputError(f"{path}: not a tar file: {exc}") from None
@@ -97,7 +103,7 @@ class LayoutReader:
         member = self._members.get(rel)
         if member is None:
             raise InputError(f"{self.path}: {rel} is missing")
-        with open(self.path, "rb") as f:
+        with open_bundle_file(self.path) as f:
             f.seek(member.offset_data)
             yield _Limited(f, member.size)  # type: ignore[misc]
 

@@ -23,6 +23,7 @@ from kferry.transfer.layout.index import (
 )
 from kferry.transfer.layout.pack import zst_tar
 from kferry.transfer.layout.read import LayoutReader, chunks
+from kferry.transfer.layout.volumes import bundle_name, check_sha, find_volumes
 from kferry.transfer.media import MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES, Descriptor, parse_manifest
 
 
@@ -46,7 +47,14 @@ class VerifyReport:
 def verify_bundle(path: Path, on_bytes: Callable[[int], None] | None = None) -> VerifyReport:
     """Re-hash every blob and check that every image is complete."""
     report = VerifyReport()
-    if bundle_kind(path) == "tar.zst" and path.is_file():
+    volumes = find_volumes(path)
+    if volumes is not None:
+        report.damage += volumes.damage(on_bytes)
+        if report.damage:  # the content cannot be read through a missing or damaged volume
+            return report
+    else:
+        report.damage += check_sha(path)
+    if bundle_kind(bundle_name(path)) == "tar.zst" and (path.is_file() or volumes is not None):
         return _verify_stream(path, report, on_bytes)
     with LayoutReader(path) as reader:
         sizes: dict[str, int] = {}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kferry import scratch
 from kferry.atomic import atomic_write
+from kferry.errors import InputError
 from kferry.name import Reference
 from kferry.transfer.digest import verified
 from kferry.transfer.layout.index import (
@@ -34,9 +35,12 @@ class LayoutWriter:
     """An OCI layout being written (the sink of ``bundle save``). Use as a context manager:
     it holds the output's lock until closed."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, split: int | None = None) -> None:
         self.out = out
         self.kind = bundle_kind(out)
+        self.split = split
+        if split is not None and self.kind == "dir":
+            raise InputError(f"{out}: --split needs a .tar or .tar.zst output, not a directory")
         self.root = out if self.kind == "dir" else out.with_name(out.name + ".kferry-partial")
         self._stack = contextlib.ExitStack()
         try:
@@ -44,8 +48,9 @@ class LayoutWriter:
             self._stack.enter_context(
                 scratch.exclusive(out.with_name(f".{out.name}.kferry-lock"), f"{out}")
             )
-            for stale in out.parent.glob(f".{glob.escape(out.name)}.kferry-pack-*"):
-                stale.unlink()  # a killed run's packing file: ours now that we hold the lock
+            for pattern in (".{}.kferry-pack-*", ".{}.[0-9][0-9][0-9]*.kferry-volume-*"):
+                for stale in out.parent.glob(pattern.format(glob.escape(out.name))):
+                    stale.unlink()  # a killed run's packing file: ours now that we hold the lock
             (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self._stack.close()
@@ -167,6 +172,6 @@ class LayoutWriter:
         atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode())
         if self.kind == "dir":
             return self.out
-        pack(self.root, self.out, self.kind == "tar.zst")
+        written = pack(self.root, self.out, self.kind == "tar.zst", self.split)
         shutil.rmtree(self.root)
-        return self.out
+        return written
