@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_kferry
 from tests.support.images import PushedImage, assert_copied, push_image, random_blob
+from tests.support.proxy import ProxyFactory
 from tests.support.registry import Registry
 from tests.support.skopeo import skopeo_raw_digest
 
@@ -188,3 +193,47 @@ def test_bad_split_size_is_one_line(size: str, tmp_path: Path) -> None:
         "bundle", "save", "example.org/a:1", "-o", str(tmp_path / "b.tar"), "--split", size
     )
     assert res.code == 2 and "--split" in res.err and "Traceback" not in res.err
+
+
+def test_killed_split_save_resumes_into_a_whole_set(
+    source_registry: Registry, tmp_path: Path, make_flaky_proxy: ProxyFactory
+) -> None:
+    push_image(source_registry, "big", tag="1", layers=[8_000_000, 2000])
+    slow = make_flaky_proxy(source_registry)
+    slow.bytes_per_second = 4_000_000
+    out = tmp_path / "b.tar"
+    args = ["bundle", "save", slow.ref("big", "1"), "--plain-http", slow.host, "-o", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kferry", *args, "--split", "1M"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    staging = tmp_path / "b.tar.kferry-partial"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not list(staging.rglob("*.partial")):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "b.tar.volumes.json").exists()  # no manifest for an unfinished set
+    slow.bytes_per_second = None
+    res = run_kferry(*args, "--split", "1M")
+    assert res.code == 0, res.err
+    vols = json.loads((tmp_path / "b.tar.volumes.json").read_text())["volumes"]
+    assert len(vols) == 8 or len(vols) == 9
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*(v["name"] for v in vols), "b.tar.volumes.json"]
+    )
+    assert run_kferry("bundle", "verify", str(out)).code == 0
+
+
+def test_second_load_of_a_split_bundle_sends_nothing(
+    source_registry: Registry, target_registry: Registry, pushed: list[PushedImage], tmp_path: Path
+) -> None:
+    out = tmp_path / "s" / "b.tar.zst"
+    save(source_registry, pushed, out, "--split", "1M")
+    manifest = out.parent / "b.tar.zst.volumes.json"
+    assert load(manifest, target_registry, tmp_path / "lock.json")[0] == 0
+    code, outp, err = load(manifest, target_registry, tmp_path / "lock.json")
+    assert code == 0, err
+    again = json.loads(outp)
+    assert again["skipped"] == 2 and again["bytes_sent"] == 0
