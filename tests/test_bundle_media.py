@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from kferry.transfer.layout import UNPACK_PREFIX
+from kferry.transfer.layout.index import UNPACK_PREFIX
 from tests.conftest import ROOT, run_kferry
 from tests.support.images import PushedImage, assert_copied, push_image
 from tests.support.proxy import ProxyFactory
@@ -270,6 +270,6 @@ def test_killed_pack_leftover_is_removed_by_the_next_save(
     leftover = tmp_path / ".b.tar.zst.kferry-pack-x1y2z3"
     leftover.write_bytes(b"\0" * 1000)  # what a SIGKILL while packing leaves
     save_zst(source_registry, img, out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.zst"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.zst", "b.tar.zst.sha256"]
     res = run_kferry("bundle", "verify", str(out), "-o", "json")
     assert json.loads(res.out)["ok"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from kferry.transfer.layout import UNPACK_PREFIX
+from kferry.transfer.layout.index import UNPACK_PREFIX
 from tests.conftest import run_kferry
 from tests.support.images import PushedImage, push_image, push_multiarch, random_blob
 from tests.support.proxy import FlakyProxy, ProxyFactory
@@ -194,7 +194,7 @@ def test_killed_bundle_save_reruns_to_a_complete_bundle(
     proxy.bytes_per_second = None
     res = run_kferry(*args, env=env, cwd=work)
     assert res.code == 0, res.out + res.err
-    assert leftovers(work, tmp, allowed={"b.tar.zst"}) == []
+    assert leftovers(work, tmp, allowed={"b.tar.zst", "b.tar.zst.sha256"}) == []
     assert run_kferry("bundle", "verify", str(out)).code == 0
     res = run_kferry(
         "bundle", "load", str(out), "--to", f"{target_registry.host}/air", "--ca-file",
@@ -247,4 +247,9 @@ def test_killed_bundle_load_reruns_to_an_exact_copy(
     assert res.code == 0, res.out + res.err
     skopeo_check(target_registry, "air", images, source_registry.host, work)
     check_lock(work / "kferry.lock.json", images)
-    assert leftovers(work, tmp, bundle.parent, allowed={"kferry.lock.json", "b.tar.zst"}) == []
+    assert (
+        leftovers(
+            work, tmp, bundle.parent, allowed={"kferry.lock.json", "b.tar.zst", "b.tar.zst.sha256"}
+        )
+        == []
+    )

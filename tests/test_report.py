@@ -17,8 +17,8 @@ from kferry.name import parse
 from kferry.pipeline import build_report
 from kferry.plan import Destination
 from kferry.report import PlatformSize, Report, Row, Use, rows_of, to_html, to_markdown
-from kferry.transfer.auth import Credential, Keychain
-from kferry.transfer.remote import Options
+from kferry.transfer.credentials import Credential, Keychain
+from kferry.transfer.transport import Options
 from tests.conftest import run_kferry
 from tests.support.images import PushedImage, push_image, push_multiarch
 from tests.support.registry import Registry, free_port

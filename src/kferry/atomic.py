@@ -13,7 +13,9 @@ import os
 import stat
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from kferry import scratch
 
@@ -39,16 +41,24 @@ def _mode_for(path: Path) -> int:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path``; readers see the old file or the new one, whole."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, prefix: str | None = None) -> Iterator[BinaryIO]:
+    """A file to write that replaces ``path`` whole when the block ends without an error
+    (removed otherwise). ``prefix`` names the temporary file (default ``.NAME.``)."""
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = _mode_for(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}.", dir=path.parent)
     scratch.track(Path(tmp))
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

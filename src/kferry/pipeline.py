@@ -27,9 +27,11 @@ from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
 from kferry.transfer.copy import Copier, ImageResult, Progress
-from kferry.transfer.layout import LayoutReader, LayoutWriter
-from kferry.transfer.remote import Options, Registries
+from kferry.transfer.layout.read import LayoutReader
+from kferry.transfer.layout.write import LayoutWriter
+from kferry.transfer.registry import Registries
 from kferry.transfer.stores import ImageSink, ImageSource, RegistryStore
+from kferry.transfer.transport import Options
 
 
 @dataclass
@@ -203,11 +205,14 @@ def mirror_images(
         registries.close()
 
 
-def save_bundle(refs: Sequence[Reference], out: Path, copy: Copy) -> tuple[list[ImageResult], Path]:
-    """Registry to OCI layout; finished (index.json, tar) only when every image made it.
-    Returns the results and where the bundle (or its resumable staging directory) is."""
+def save_bundle(
+    refs: Sequence[Reference], out: Path, copy: Copy, split: int | None = None
+) -> tuple[list[ImageResult], Path]:
+    """Registry to OCI layout; finished (index.json, tar, or volumes of ``split`` bytes) only
+    when every image made it. Returns the results and where the bundle (its volume manifest,
+    or its resumable staging directory) is."""
     registries = Registries(copy.options)
-    with LayoutWriter(out) as writer:
+    with LayoutWriter(out, split) as writer:
         try:
             results = copy.run(
                 RegistryStore(registries), writer, [Planned(r, r) for r in dict.fromkeys(refs)]

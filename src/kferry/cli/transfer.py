@@ -29,10 +29,12 @@ from kferry.name import Reference
 from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
 from kferry.plan import LAYOUTS, LOCK_NAME, Destination, plan
 from kferry.plan.lock import check_lock
-from kferry.transfer.auth import Credential, Keychain
 from kferry.transfer.copy import ImageResult, Progress
-from kferry.transfer.layout import verify_bundle
-from kferry.transfer.remote import Options, RegistryError, ssl_context
+from kferry.transfer.credentials import Credential, Keychain
+from kferry.transfer.errors import RegistryError
+from kferry.transfer.layout.verify import verify_bundle
+from kferry.transfer.layout.volumes import parse_size
+from kferry.transfer.transport import Options, ssl_context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -376,6 +378,12 @@ def bundle() -> None:
     metavar="OUT",
     help="A directory, or a .tar / .tar.zst file.",
 )
+@click.option(
+    "--split",
+    metavar="SIZE",
+    help="Cut the .tar / .tar.zst into numbered volumes of SIZE (4.7G, 25G, 700M) plus "
+    "OUT.volumes.json with each volume's size and sha256.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def bundle_save(
@@ -390,20 +398,23 @@ def bundle_save(
     platforms: tuple[str, ...],
     chunk_size: int,
     out: Path,
+    split: str | None,
     as_json: bool,
 ) -> None:
-    """Save images into an OCI layout (every blob once), named by their source reference."""
+    """Save images into an OCI layout (every blob once), named by their source reference.
+    A .tar / .tar.zst gets OUT.sha256 beside it, or is cut into volumes with --split."""
+    volume_size = parse_size(split) if split is not None else None
     options = make_options(ca_file, insecure, plain_http, jobs, chunk_size)
     refs = list(dict.fromkeys(gather(images, files, from_paths)))
     with copying(options, jobs, platforms, len(refs)) as copy:
-        results, where = save_bundle(refs, out, copy)
+        results, where = save_bundle(refs, out, copy, volume_size)
     if any(r.status == "failed" for r in results):
         warn(f"bundle not finished: rerun the same command to resume ({where} kept)")
     ctx.exit(summarise(results, "json" if as_json else "table", None))
 
 
 @bundle.command("load")
-@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True, path_type=Path))
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
 @target_options
 @registry_options
 @output_option
@@ -450,7 +461,7 @@ def bundle_load(
 
 
 @bundle.command("verify")
-@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True, path_type=Path))
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
 @data_output_option()
 @click.pass_context
 def bundle_verify(ctx: click.Context, bundle_path: Path, output: str) -> None:

@@ -43,7 +43,9 @@ from kferry.notebook.layer import (
 )
 from kferry.notebook.python import PythonInfo, find_python
 from kferry.notebook.rootfs import Tree, layer_members
-from kferry.transfer.layout import LayoutReader, LayoutWriter
+from kferry.transfer.digest import verified
+from kferry.transfer.layout.read import LayoutReader
+from kferry.transfer.layout.write import LayoutWriter
 from kferry.transfer.media import (
     DOCKER_MANIFEST,
     INDEX_TYPES,
@@ -52,8 +54,9 @@ from kferry.transfer.media import (
     parse_manifest,
     sha256_digest,
 )
-from kferry.transfer.remote import Options, Registries, verified
+from kferry.transfer.registry import Registries
 from kferry.transfer.stores import ImageSink, ImageSource, RegistryStore
+from kferry.transfer.transport import Options
 from kferry.wheels.house import LOCK_NAME, read_lock
 from kferry.wheels.pip import Target, Wheel, download
 

@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from kferry.name import Reference
 from kferry.plan import Destination, PlanError, plan_one
 from kferry.report.model import PlatformSize, Row
+from kferry.transfer.errors import NotFound, RegistryError
 from kferry.transfer.media import INDEX_TYPES, Manifest, ManifestError
-from kferry.transfer.remote import NotFound, Registries, RegistryError
+from kferry.transfer.registry import Registries
 
 
 def platform_matches(platform: str | None, wanted: Sequence[str]) -> bool:

@@ -1,169 +1,188 @@
-"""Registry credentials: docker ``config.json``, credential helpers, explicit login.
+"""Answering a registry's ``WWW-Authenticate`` challenge: Basic, or the bearer token flow.
 
-Where credentials come from is recorded (``Credential.source``) so that a 401 can say which
-credentials were tried, without ever showing a secret. Credential helpers are run as docker
-runs them (``docker-credential-NAME get`` with the server URL on stdin); their output is
-never logged.
+:class:`RegistryAuth` is an ``httpx.Auth`` (httpx's extension point for credentials): it puts
+the ``Authorization`` header a request needs on it. What httpx does not do and is written
+here: the bearer token flow (a token per scope set, cached until shortly before it expires;
+refresh tokens as an OAuth2 ``refresh_token`` grant). The challenge parser follows RFC 7235
+(auth-params, quoted strings with backslash escapes).
 
-The ``WWW-Authenticate`` challenge parser follows RFC 7235 (auth-params, quoted strings with
-backslash escapes); the token flow itself lives in :mod:`kferry.transfer.remote`.
+Credentials (Basic, bearer tokens, refresh tokens) go only over TLS, or over plain HTTP to a
+host that ``--plain-http`` names: a token realm, an upload ``Location`` or a redirect that
+points elsewhere gets no credentials (:meth:`RegistryAuth.may_send_credentials`).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
-import shutil
-import subprocess
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
 
-from kferry.errors import InputError
+import httpx
 
-DOCKER_HUB_KEYS = (
-    "https://index.docker.io/v1/",
-    "index.docker.io",
-    "docker.io",
-    "registry-1.docker.io",
-)
+from kferry.transfer.credentials import Credential
+from kferry.transfer.errors import AuthError, RegistryError
+from kferry.transfer.transport import BUFFER, host_matches, network_error
 
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    """A username and secret, or an identity (refresh) token, and where they came from."""
-
-    username: str = ""
-    password: str = field(default="", repr=False)
-    identity_token: str = field(default="", repr=False)
-    source: str = "anonymous"
-
-    @property
-    def anonymous(self) -> bool:
-        return not (self.username or self.password or self.identity_token)
-
-    def describe(self) -> str:
-        """For messages: never the secret."""
-        if self.anonymous:
-            return "no credentials (anonymous)"
-        who = f"user {self.username!r}" if self.username else "an identity token"
-        return f"{who} from {self.source}"
+# A request extension: the token scopes the request needs (``repository:NAME:pull``).
+SCOPES = "kferry.scopes"
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
 
 
-ANONYMOUS = Credential()
-
-
-def docker_config_path() -> Path:
-    base = os.environ.get("DOCKER_CONFIG")
-    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
-
-
-def _keys_for(host: str) -> list[str]:
-    keys = [
-        host,
-        f"https://{host}",
-        f"http://{host}",
-        f"https://{host}/v1/",
-        f"https://{host}/v2/",
-        f"{host}/v1/",
-        f"{host}/v2/",
-    ]
-    if host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
-        keys = list(DOCKER_HUB_KEYS) + keys
-    return keys
-
-
-def _normalise_key(key: str) -> str:
-    k = re.sub(r"^https?://", "", key).rstrip("/")
-    return re.sub(r"/v[12]$", "", k)
-
-
-def _run_helper(helper: str, server: str, config: Path) -> Credential | None:
-    exe = shutil.which(f"docker-credential-{helper}")
-    if exe is None:
-        raise InputError(f"{config}: credential helper 'docker-credential-{helper}' is not on PATH")
-    try:
-        proc = subprocess.run(
-            [exe, "get"], input=server.encode(), capture_output=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InputError(f"credential helper docker-credential-{helper} failed: {exc}") from None
-    if proc.returncode != 0:
-        return None  # "credentials not found in native keychain": not an error
-    try:
-        data = json.loads(proc.stdout)
-    except ValueError:
-        raise InputError(
-            f"credential helper docker-credential-{helper} answered something that is not JSON"
-        ) from None
-    user, secret = str(data.get("Username", "")), str(data.get("Secret", ""))
-    source = f"credential helper docker-credential-{helper}"
-    if user == "<token>":
-        return Credential(identity_token=secret, source=source)
-    return Credential(user, secret, source=source)
-
-
-def _from_entry(entry: dict[str, Any], source: str) -> Credential | None:
-    if entry.get("identitytoken"):
-        return Credential(identity_token=str(entry["identitytoken"]), source=source)
-    if entry.get("auth"):
-        try:
-            user, _, secret = base64.b64decode(str(entry["auth"])).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            raise InputError(f"{source}: 'auth' is not base64 of user:password") from None
-        return Credential(user, secret, source=source)
-    if entry.get("username"):
-        return Credential(str(entry["username"]), str(entry.get("password", "")), source=source)
-    return None
-
-
-def from_docker_config(host: str, config: Path | None = None) -> Credential | None:
-    """Credentials for ``host`` from docker's config.json (and its helpers), if any."""
-    path = config or docker_config_path()
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read docker config: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"{path}: docker config is not a JSON object")
-    keys = _keys_for(host)
-    helpers = doc.get("credHelpers") or {}
-    for key in keys:
-        if key in helpers:
-            return _run_helper(str(helpers[key]), key, path)
-    auths = doc.get("auths") or {}
-    wanted = {_normalise_key(k) for k in keys}
-    for key, entry in auths.items():
-        if _normalise_key(key) in wanted and isinstance(entry, dict):
-            cred = _from_entry(entry, f"{path} (auths[{key!r}])")
-            if cred is not None:
-                return cred
-    if doc.get("credsStore"):
-        server = "https://index.docker.io/v1/" if host in DOCKER_HUB_KEYS else host
-        return _run_helper(str(doc["credsStore"]), server, path)
-    return None
-
-
-class Keychain:
-    """Credentials per registry host: explicit logins first, then docker config."""
+class RegistryAuth(httpx.Auth):
+    """The credentials of one registry host, answered to its last challenge. Thread-safe."""
 
     def __init__(
-        self, explicit: dict[str, Credential] | None = None, config: Path | None = None
+        self,
+        host: str,
+        credential: Credential,
+        base: str,
+        plain_http: frozenset[str],
+        http: httpx.Client,
     ) -> None:
-        self._explicit = dict(explicit or {})
-        self._config = config
-        self._cache: dict[str, Credential] = {}
+        self.host = host
+        self.credential = credential
+        self.base = base
+        self.plain_http = plain_http
+        self.http = http  # for token requests (sent without this auth)
+        self.challenge: Challenge | None = None
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
 
-    def get(self, host: str) -> Credential:
-        if host in self._explicit:
-            return self._explicit[host]
-        if host not in self._cache:
-            self._cache[host] = from_docker_config(host, self._config) or ANONYMOUS
-        return self._cache[host]
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        scopes = tuple(request.extensions.get(SCOPES, ()))
+        request.headers.update(self.headers_for(str(request.url), scopes))
+        yield request
+
+    def answer(self, challenge: Challenge, scopes: tuple[str, ...]) -> None:
+        """A 401's challenge: the next request answers it (an expired token gets a new one)."""
+        self.challenge = challenge
+        self.forget_token(scopes)
+
+    def forget_token(self, scopes: tuple[str, ...]) -> None:
+        with self._lock:
+            self._tokens.pop(scopes, None)
+
+    def _auth_header(self, scopes: tuple[str, ...]) -> dict[str, str]:
+        challenge = self.challenge
+        if challenge is None:
+            return {}
+        if challenge.scheme == "basic":
+            if self.credential.anonymous:
+                return {}
+            return {
+                "Authorization": httpx.BasicAuth(
+                    self.credential.username, self.credential.password
+                )._auth_header
+            }
+        if challenge.scheme == "bearer":
+            with self._lock:
+                cached = self._tokens.get(scopes)
+            if cached is not None and cached[1] > time.monotonic():
+                return {"Authorization": f"Bearer {cached[0]}"}
+            token, ttl = self._fetch_token(challenge, scopes)
+            with self._lock:
+                self._tokens[scopes] = (token, time.monotonic() + max(10.0, ttl - 10.0))
+            return {"Authorization": f"Bearer {token}"}
+        return {}
+
+    def may_send_credentials(self, url: str) -> bool:
+        """Credentials travel over TLS, or over plain HTTP to a host ``--plain-http`` names."""
+        parts = urlsplit(url)
+        if parts.scheme == "https":
+            return True
+        return parts.scheme == "http" and host_matches(parts.netloc, self.plain_http)
+
+    def _same_origin(self, url: str) -> bool:
+        parts, base = urlsplit(url), urlsplit(self.base)
+        return (parts.scheme, parts.netloc) == (base.scheme, base.netloc)
+
+    def sends_credentials_to(self, url: str) -> bool:
+        """Only to this registry's own origin (an upload Location elsewhere gets none) and
+        never in clear text."""
+        return self._same_origin(url) and self.may_send_credentials(url)
+
+    def headers_for(self, url: str, scopes: tuple[str, ...]) -> dict[str, str]:
+        """The Authorization header for a request to ``url`` (see :meth:`sends_credentials_to`)."""
+        if not self.sends_credentials_to(url):
+            return {}
+        return self._auth_header(scopes)
+
+    def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> tuple[str, float]:
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise AuthError(f"{self.host}: Bearer challenge without a realm")
+        realm_parts = urlsplit(realm)
+        if realm_parts.scheme not in ("http", "https") or not realm_parts.netloc:
+            raise AuthError(f"{self.host}: token realm {realm!r} is not an http(s) URL")
+        if not self.credential.anonymous and not self.may_send_credentials(realm):
+            raise AuthError(
+                f"{self.host}: the registry sends clients to the token service {realm} over "
+                f"plain HTTP; {self.credential.describe()} will not be sent there unencrypted. "
+                f"Serve the token service over HTTPS, or if this network is trusted say so with "
+                f"--plain-http {realm_parts.netloc}"
+            )
+        query: list[tuple[str, str]] = []
+        if challenge.params.get("service"):
+            query.append(("service", challenge.params["service"]))
+        query += [("scope", s) for s in scopes]
+        cred = self.credential
+        try:
+            if cred.identity_token:
+                form = dict(query[:1]) | {
+                    "grant_type": "refresh_token",
+                    "client_id": "kferry",
+                    "refresh_token": cred.identity_token,
+                    "scope": " ".join(scopes),
+                }
+                resp = self.http.send(
+                    self.http.build_request("POST", realm, data=form, extensions={BUFFER: True})
+                )
+            else:
+                auth = None if cred.anonymous else httpx.BasicAuth(cred.username, cred.password)
+                url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
+                headers = {"Authorization": auth._auth_header} if auth is not None else {}
+                resp = self.http.send(
+                    self.http.build_request("GET", url, headers=headers, extensions={BUFFER: True})
+                )
+        except httpx.HTTPError as exc:
+            raise network_error(self.host, exc, f"token service {realm}") from None
+        if resp.status_code in (401, 403):
+            raise AuthError(
+                f"{self.host}: the token service {realm} refused {cred.describe()} "
+                f"(HTTP {resp.status_code}); {self.login_hint()}"
+            )
+        if resp.status_code != 200:
+            raise RegistryError(
+                f"{self.host}: token service {realm} answered HTTP {resp.status_code}"
+            )
+        try:
+            data = json.loads(resp.content[: MAX_TOKEN_RESPONSE_BYTES + 1])
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or len(resp.content) > MAX_TOKEN_RESPONSE_BYTES:
+            raise AuthError(f"{self.host}: token service {realm} answered something not a token")
+        token = data.get("token") or data.get("access_token")
+        if not token:
+            raise AuthError(f"{self.host}: token service {realm} returned no token")
+        try:
+            ttl = float(data.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            ttl = 60.0
+        return str(token), ttl
+
+    def login_hint(self) -> str:
+        if self.credential.source == "--username/--password-stdin":
+            return "check the user name and the password given on stdin (--password-stdin)"
+        if self.credential.anonymous:
+            return f"log in (docker login {self.host}) or pass --username with --password-stdin"
+        return (
+            f"check the credentials (docker login {self.host} again, or --username with "
+            "--password-stdin)"
+        )
 
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')

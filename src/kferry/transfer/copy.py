@@ -11,7 +11,6 @@ recorded and the others go on.
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from kferry.errors import KferryError
 from kferry.name import Reference
 from kferry.plan import Planned
+from kferry.transfer.errors import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.media import (
     INDEX_TYPES,
     MAX_INDEX_DEPTH,
@@ -31,8 +31,8 @@ from kferry.transfer.media import (
     Manifest,
     parse_manifest,
 )
-from kferry.transfer.remote import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.stores import ImageSink, ImageSource
+from kferry.transfer.transport import backoff_delay
 
 
 @dataclass
@@ -265,7 +265,7 @@ class Copier:
                     ) from None
                 if not damaged:
                     wait = exc.retry_after if isinstance(exc, TransientError) else None
-                    time.sleep(_delay(attempt, wait, self.backoff, self.max_wait))
+                    time.sleep(backoff_delay(attempt, wait, self.backoff, self.max_wait))
                 attempt += 1
         with self._lock:
             if outcome == "sent":
@@ -273,13 +273,6 @@ class Copier:
             else:
                 result.bytes_skipped += blob.size
                 self.progress.bytes_done(blob.size)
-
-
-def _delay(attempt: int, retry_after: float | None, backoff: float, max_wait: float) -> float:
-    if retry_after is not None:
-        return min(retry_after, max_wait)
-    base = backoff * (2**attempt)
-    return float(min(base + random.uniform(0, base / 2), max_wait))
 
 
 def _at(ref: Reference, identifier: str) -> Reference:

@@ -32,6 +32,9 @@ ACCEPT = ", ".join(
 
 # Indexes of indexes exist (attestation indexes, vendor bundles); none real goes past 3 levels.
 # The bounds stop a hostile registry or bundle from making a walk that never ends.
+# distribution refuses manifests above 4 MiB (registry/handlers/manifests.go maxManifestBodySize);
+# kferry reads no more than that from any registry or bundle.
+MAX_MANIFEST_BYTES = 4 << 20
 MAX_INDEX_DEPTH = 8
 MAX_MANIFESTS_PER_IMAGE = 4096
 

@@ -15,8 +15,9 @@ from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 from kferry.name import Reference
+from kferry.transfer.digest import verified
 from kferry.transfer.media import Descriptor, Manifest
-from kferry.transfer.remote import Registries, verified
+from kferry.transfer.registry import Registries
 
 BlobOutcome = Literal["sent", "mounted", "exists"]
 BlobOpener = Callable[[], AbstractContextManager[Iterator[bytes]]]

@@ -1,0 +1,197 @@
+"""How kferry reaches a registry host: TLS, the connection pool, retries with backoff.
+
+TLS is verified against the system CAs (OpenSSL's compiled-in store, never
+``SSL_CERT_FILE``/``SSL_CERT_DIR``) plus ``--ca-file``, in a context of our own, so no
+environment variable (``SSL_CERT_FILE``, ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE``) changes
+what is trusted; ``--insecure HOST`` and ``--plain-http HOST`` apply to the named hosts only.
+
+Retries are an httpx transport (:class:`RetryTransport`, httpx's extension point for what
+happens to one request) around httpx's own pooled transport: 5xx / 429 (``Retry-After``) /
+408 and dropped connections are sent again with exponential backoff and jitter. httpx has no
+retry policy of its own (its ``retries`` only repeats failed connects), so this is written here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import random
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from httpcore._sync import http11 as _http11
+
+from kferry.transfer.credentials import Keychain
+from kferry.transfer.errors import RegistryError, TransientError
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# A request with this extension set to True has its response body read inside the retries
+# (small API answers); others (blob and manifest bodies) are streamed by the caller.
+BUFFER = "kferry.buffer"
+
+# httpcore reads responses 64 KiB at a time; every read is a round of Python event handling.
+# Blob bodies are hundreds of MB, so read them in 1 MiB pieces (measured: bench/mirror.py).
+if isinstance(getattr(_http11.HTTP11Connection, "READ_NUM_BYTES", None), int):
+    _http11.HTTP11Connection.READ_NUM_BYTES = max(_http11.HTTP11Connection.READ_NUM_BYTES, 1 << 20)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to reach registries: TLS, plain HTTP, credentials, retries."""
+
+    keychain: Keychain = field(default_factory=Keychain)
+    ca_file: Path | None = None
+    insecure: frozenset[str] = frozenset()
+    plain_http: frozenset[str] = frozenset()
+    retries: int = 6
+    backoff: float = 0.5
+    max_wait: float = 60.0
+    timeout: float = 120.0
+    connections: int = 16
+    chunk_size: int = 64 << 20  # blobs larger than this are sent in PATCH chunks of this size
+
+
+def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """System CAs plus the private CA; built by us so environment variables cannot swap it.
+
+    ``ssl.create_default_context()`` loads ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when they are
+    set (OpenSSL's ``X509_get_default_cert_file_env``); the compiled-in paths are loaded here
+    instead, whatever the environment says.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    paths = ssl.get_default_verify_paths()
+    cafile, capath = paths.openssl_cafile, paths.openssl_capath
+    with contextlib.suppress(OSError, ssl.SSLError):
+        if cafile and Path(cafile).is_file():
+            ctx.load_verify_locations(cafile=cafile)
+    with contextlib.suppress(OSError, ssl.SSLError):
+        if capath and Path(capath).is_dir():
+            ctx.load_verify_locations(capath=capath)
+    if ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise RegistryError(
+                f"--ca-file {ca_file}: cannot load CA certificates: {exc}"
+            ) from None
+    return ctx
+
+
+def host_matches(host: str, names: frozenset[str]) -> bool:
+    return host in names or host.split(":")[0] in names
+
+
+def cause_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+class RetryTransport(httpx.BaseTransport):
+    """Sends a request again on 5xx/429/408 and dropped connections, with backoff.
+
+    Only requests whose body can be sent again (none, or bytes) are retried; a streamed
+    upload body is sent once, and its caller starts the blob again (a fresh upload session).
+    A TLS failure is never retried: it will not heal by itself.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, options: Options) -> None:
+        self.inner = inner
+        self.options = options
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        retries = self.options.retries if isinstance(request.stream, httpx.ByteStream) else 0
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                resp = self.inner.handle_request(request)
+                if request.extensions.get(BUFFER):
+                    resp.read()
+            except httpx.TransportError as exc:
+                if last or any(isinstance(e, ssl.SSLError) for e in cause_chain(exc)):
+                    raise
+                time.sleep(self.delay(attempt, None))
+                continue
+            if resp.status_code in RETRY_STATUS and not last:
+                wait = retry_after(resp)
+                resp.close()
+                time.sleep(self.delay(attempt, wait))
+                continue
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        return backoff_delay(attempt, retry_after, self.options.backoff, self.options.max_wait)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def backoff_delay(
+    attempt: int, retry_after: float | None, backoff: float, max_wait: float
+) -> float:
+    """Seconds to wait before try ``attempt + 1``: what the server said (``Retry-After``), or
+    exponential backoff with jitter; never more than ``max_wait``."""
+    if retry_after is not None:
+        return min(retry_after, max_wait)
+    base = backoff * (2**attempt)
+    return float(min(base + random.uniform(0, base / 2), max_wait))
+
+
+def client(host: str, options: Options) -> httpx.Client:
+    """The pooled, retrying client for one registry host (TLS per ``--insecure``/``--ca-file``)."""
+    verify: ssl.SSLContext | bool = (
+        False if host_matches(host, options.insecure) else ssl_context(options.ca_file)
+    )
+    limits = httpx.Limits(
+        max_connections=options.connections,
+        max_keepalive_connections=options.connections,
+    )
+    return httpx.Client(
+        transport=RetryTransport(
+            httpx.HTTPTransport(verify=verify, limits=limits, trust_env=False), options
+        ),
+        timeout=httpx.Timeout(options.timeout, connect=30.0),
+        trust_env=False,
+        follow_redirects=False,
+        headers={"User-Agent": "kferry"},
+    )
+
+
+def network_error(host: str, exc: BaseException, what: str) -> RegistryError:
+    """A failed request as an error that says what to do (TLS trouble names the flags)."""
+    for e in cause_chain(exc):
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return RegistryError(
+                f"{host}: TLS certificate not trusted ({e.verify_message or e}); "
+                "if the registry uses a private CA, pass it with --ca-file FILE "
+                f"(or --insecure {host} to skip verification)"
+            )
+        if isinstance(e, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(e):
+            return RegistryError(
+                f"{host}: answered plain HTTP to a TLS connection; if it really serves "
+                f"plain HTTP, say so with --plain-http {host}"
+            )
+    if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
+        return TransientError(f"{host}: {what}: {type(exc).__name__}: {exc}")
+    return RegistryError(f"{host}: {what}: {type(exc).__name__}: {exc}")
