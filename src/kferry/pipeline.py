@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from kferry.catalog import Catalog
 from kferry.discover import discover, find_all
@@ -21,7 +20,7 @@ from kferry.fix import FixChange, apply_fixes, enabled_fixes
 from kferry.load import Source, load_objects, read_sources
 from kferry.load.imagelist import parse_image_args
 from kferry.name import Reference
-from kferry.plan import Destination, Planned, plan, plan_one, write_lock
+from kferry.plan import Layout, Lock, Planned, Target, plan, plan_one, write_lock
 from kferry.plan.lock import is_lock_document, lock_entries
 from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
@@ -60,9 +59,8 @@ def join_sources(texts: Sequence[str]) -> str:
 
 def rewrite_manifests(
     sources: Sequence[Source],
-    to: Destination,
-    layout: str = "keep",
-    lock: dict[str, dict[str, Any]] | None = None,
+    to: Target,
+    lock: Lock | None = None,
     pin: bool = False,
     fix_on: Sequence[str] = (),
     fix_off: Sequence[str] = (),
@@ -72,7 +70,7 @@ def rewrite_manifests(
     found = find_all(objects, catalog)
     findings, problems = found.findings, found.problems
     locators = locators_for(sources)
-    targeter = Targeter(to, layout, lock, pin)
+    targeter = Targeter(to, lock, pin)
     edits = plan_edits(findings, targeter, locators)
     knative = any(
         o.kind == "ConfigMap" and o.namespace == "knative-serving" and o.name == "config-deployment"
@@ -157,7 +155,7 @@ def read_diff_input(path: str, catalog: Catalog | None = None) -> DiffInput:
     if len(sources) == 1:
         doc = _json_document(sources[0].text)
         if is_lock_document(doc):
-            return DiffInput(lock_side(name, lock_entries(name, doc)))
+            return DiffInput(lock_side(name, lock_entries(name, doc).documents()))
     objects, warnings = load_objects(sources)
     inventory = discover(objects, catalog)
     return DiffInput(render_side(name, inventory.images), inventory, warnings)
@@ -192,11 +190,9 @@ class Copy:
         ).run(planned)
 
 
-def mirror_images(
-    refs: Sequence[Reference], to: Destination, layout: str, copy: Copy
-) -> list[ImageResult]:
+def mirror_images(refs: Sequence[Reference], to: Target, copy: Copy) -> list[ImageResult]:
     """Registry to registry."""
-    planned = plan(refs, to, layout)
+    planned = plan(refs, to)
     registries = Registries(copy.options)
     try:
         store = RegistryStore(registries)
@@ -222,7 +218,7 @@ def save_bundle(refs: Sequence[Reference], out: Path, copy: Copy) -> tuple[list[
 
 
 def load_bundle(
-    bundle: Path, to: Destination, layout: str, copy: Copy, tmp_dir: Path | None = None
+    bundle: Path, to: Target, copy: Copy, tmp_dir: Path | None = None
 ) -> list[ImageResult]:
     """OCI layout to registry, each image planned from its source reference (a ``.tar.zst``
     is unpacked under ``tmp_dir``, default ``TMPDIR``, for the time of the load)."""
@@ -230,7 +226,7 @@ def load_bundle(
     try:
         with LayoutReader(bundle, tmp_dir) as reader:
             refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
-            return copy.run(reader, RegistryStore(registries), plan(refs, to, layout))
+            return copy.run(reader, RegistryStore(registries), plan(refs, to))
     finally:
         registries.close()
 
@@ -250,8 +246,7 @@ def build_report(
     sources: Sequence[str],
     options: Options,
     platforms: Sequence[str] = (),
-    to: Destination | None = None,
-    layout: str = "keep",
+    to: Target | None = None,
     labels: Sequence[str] = COMPONENT_LABELS,
     jobs: int = 8,
     offline: bool = False,
@@ -264,7 +259,7 @@ def build_report(
         list(sources),
         tuple(platforms),
         str(to) if to is not None else None,
-        layout,
+        to.layout if to is not None else Layout.KEEP,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     if offline:
@@ -272,12 +267,12 @@ def build_report(
             row.unknown = "not looked up (--offline)"
             if to is not None:
                 row.presence, row.presence_note = "unknown", "not looked up (--offline)"
-                row.target = plan_one(row.reference, to, layout).canonical
+                row.target = plan_one(row.reference, to).canonical
         report.warnings.append("--offline: no registry was asked; sizes and digests are unknown")
         return report
     registries = Registries(options)
     try:
-        unreachable = measure(rows, registries, platforms, to, layout, jobs)
+        unreachable = measure(rows, registries, platforms, to, jobs)
     finally:
         registries.close()
     report.warnings += [f"{w} (its images are shown as unknown)" for w in unreachable]

@@ -15,7 +15,7 @@ from kferry.cli.output import warn
 from kferry.cli.transfer import credential_options, make_options
 from kferry.errors import InputError, KferryError
 from kferry.pipeline import build_report
-from kferry.plan import LAYOUTS, Destination
+from kferry.plan import LAYOUTS, Target
 from kferry.report import COMPONENT_LABELS, to_html, to_markdown
 
 FORMATS = ("html", "md")
@@ -118,7 +118,7 @@ def report(
       kferry report render.yaml -o md > ticket.md
     """
     kind, path = format_for(output, fmt)
-    dest = Destination.parse(registry) if registry else None
+    dest = Target.parse(registry, layout) if registry else None
     if dest is not None and not dest.project:
         raise InputError(f"--registry {registry!r}: expected REGISTRY[:PORT]/PROJECT")
     options = make_options(
@@ -140,7 +140,6 @@ def report(
         options,
         platforms,
         dest,
-        layout,
         labels or COMPONENT_LABELS,
         jobs,
         offline,

@@ -32,14 +32,14 @@ from kferry.pipeline import (
     save_bundle,
     update_lock,
 )
-from kferry.plan import LOCK_NAME, Destination, plan, read_lock
+from kferry.plan import LOCK_NAME, Target, plan, read_lock
 from kferry.plan.lock import check_lock
 from kferry.plan.nodes import containerd_hosts, credential_note, crio_registries, source_hosts
 from kferry.transfer.copy import ImageResult
 
 
 def _report(
-    outcome: RewriteOutcome, to: Destination, quiet: bool = False, assumptions: bool = True
+    outcome: RewriteOutcome, to: Target, quiet: bool = False, assumptions: bool = True
 ) -> None:
     """What changed, on stderr (stdout may be the manifests)."""
     if assumptions and not quiet:
@@ -130,7 +130,7 @@ def rewrite(
 
     Only the references (and what a fix names) change; every other byte stays as it was.
     """
-    dest = Destination.parse(to)
+    dest = Target.parse(to, layout)
     lock_entries = read_lock(lock) if lock else None
     if pin_digests and lock is None:
         default = Path(LOCK_NAME)
@@ -141,9 +141,7 @@ def rewrite(
     if pull_secret:
         fix_on = (*fix_on, f"pull-secret={pull_secret}")
     catalog = catalog_from(catalogs)
-    outcome = rewrite_manifests(
-        sources, dest, layout, lock_entries, pin_digests, fix_on, fix_off, catalog
-    )
+    outcome = rewrite_manifests(sources, dest, lock_entries, pin_digests, fix_on, fix_off, catalog)
     _write(outcome.text, out)
     _report(outcome, dest)
 
@@ -196,7 +194,7 @@ def mirror_config(
     Credentials never go in these files (neither format can hold them): with --username it
     says what each node must hold instead.
     """
-    dest = Destination.parse(to)
+    dest = Target.parse(to, layout)
     http = dest.registry in plain_http
     others = sorted(set(plain_http) - {dest.registry})
     if others:
@@ -212,9 +210,9 @@ def mirror_config(
         refs += [img.reference for img in inventory.images]
     hosts = [h for h in source_hosts(refs) if h != dest.registry]
     if fmt == "containerd":
-        files_out = containerd_hosts(hosts, dest, layout, ca_path, plain_http=http)
+        files_out = containerd_hosts(hosts, dest, ca_path, plain_http=http)
     else:
-        files_out = {"kferry-mirrors.conf": crio_registries(hosts, dest, layout, plain_http=http)}
+        files_out = {"kferry-mirrors.conf": crio_registries(hosts, dest, plain_http=http)}
     if username:
         click.echo(f"kferry: {credential_note(fmt, dest.registry, username)}", err=True)
     if out is None:
@@ -290,7 +288,7 @@ def airgap(
     """
     if bundle_out and bundle_in:
         raise InputError("--bundle and --load exclude each other")
-    dest = Destination.parse(to)
+    dest = Target.parse(to, layout)
     sources = read_sources(paths)
     catalog = catalog_from(catalogs)
     inventory = inventory_of(sources, catalog)[0] if not bundle_in else None
@@ -302,7 +300,7 @@ def airgap(
             ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
         )
         with copying(options, jobs, platforms, None) as copy:
-            results = load_bundle(bundle_in, dest, layout, copy)
+            results = load_bundle(bundle_in, dest, copy)
     else:
         assert inventory is not None
         refs = [img.reference for img in inventory.images]
@@ -313,19 +311,19 @@ def airgap(
         with copying(options, jobs, platforms, len(refs)) as copy:
             if bundle_out is not None:
                 results, _ = save_bundle(refs, bundle_out, copy)
-                for r, p in zip(results, plan(refs, dest, layout), strict=True):
+                for r, p in zip(results, plan(refs, dest), strict=True):
                     # the lock records where the images will be once the bundle is loaded
                     r.target = (
                         p.target.with_digest(r.digest or None) if p.target.digest else p.target
                     )
             else:
-                results = mirror_images(refs, dest, layout, copy)
+                results = mirror_images(refs, dest, copy)
     lock_written = update_lock(lock_path, results)
     failed = any(r.status == "failed" for r in results)
     outcome: RewriteOutcome | None = None
     if not failed:
         outcome = rewrite_manifests(
-            sources, dest, layout, read_lock(lock_path), pin_digests, fix_on, fix_off, catalog
+            sources, dest, read_lock(lock_path), pin_digests, fix_on, fix_off, catalog
         )
         atomic_write(out, outcome.text.encode())
     code = summarise(results, "json" if as_json else "table", lock_written)

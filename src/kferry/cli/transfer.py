@@ -26,7 +26,7 @@ from kferry.errors import InputError
 from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.name import Reference
 from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
-from kferry.plan import LAYOUTS, LOCK_NAME, Destination, plan
+from kferry.plan import LAYOUTS, LOCK_NAME, Target, plan
 from kferry.plan.lock import check_lock
 from kferry.transfer.copy import ImageResult, Progress
 from kferry.transfer.credentials import Credential, Keychain
@@ -308,7 +308,7 @@ def plan_cmd(
     output: str,
 ) -> None:
     """Show where each image goes in the private registry (nothing is copied)."""
-    planned = plan(gather(images, files, from_paths), Destination.parse(to), layout)
+    planned = plan(gather(images, files, from_paths), Target.parse(to, layout))
     if output == "json":
         print_json([p.to_json() for p in planned])
         return
@@ -348,7 +348,7 @@ def mirror(
     lock: Path | None,
 ) -> None:
     """Copy images registry to registry, byte for byte (digests stay the same)."""
-    dest = Destination.parse(to)
+    dest = Target.parse(to, layout)
     options = make_options(
         ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
@@ -356,7 +356,7 @@ def mirror(
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
     with copying(options, jobs, platforms, len(refs)) as copy:
-        results = mirror_images(refs, dest, layout, copy)
+        results = mirror_images(refs, dest, copy)
     ctx.exit(summarise(results, output, update_lock(lock_path, results)))
 
 
@@ -439,14 +439,14 @@ def bundle_load(
     tmp_dir: Path | None,
 ) -> None:
     """Push a bundle's images into the private registry."""
-    dest = Destination.parse(to)
+    dest = Target.parse(to, layout)
     options = make_options(
         ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
     )
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
     with copying(options, jobs, platforms, None) as copy:
-        results = load_bundle(bundle_path, dest, layout, copy, tmp_dir)
+        results = load_bundle(bundle_path, dest, copy, tmp_dir)
     ctx.exit(summarise(results, output, update_lock(lock_path, results)))
 
 
