@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kferry.atomic import atomic_write
 from kferry.catalog import Catalog
 from kferry.discover import discover, find_all
 from kferry.discover.diff import ImageDiff, Side, diff_images, lock_side, render_side
@@ -20,8 +21,18 @@ from kferry.fix import FixChange, apply_fixes, enabled_fixes
 from kferry.load import Source, load_objects, read_sources
 from kferry.load.imagelist import parse_image_args
 from kferry.name import Reference
-from kferry.plan import Layout, Lock, Planned, Target, plan, plan_one, write_lock
-from kferry.plan.lock import is_lock_document, lock_entries
+from kferry.plan import (
+    LOCK_NAME,
+    Layout,
+    Lock,
+    Planned,
+    Target,
+    plan,
+    plan_one,
+    read_lock,
+    write_lock,
+)
+from kferry.plan.lock import check_lock, is_lock_document, lock_entries
 from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
@@ -192,7 +203,10 @@ class Copy:
 
 def mirror_images(refs: Sequence[Reference], to: Target, copy: Copy) -> list[ImageResult]:
     """Registry to registry."""
-    planned = plan(refs, to)
+    return _mirror_planned(plan(refs, to), copy)
+
+
+def _mirror_planned(planned: Sequence[Planned], copy: Copy) -> list[ImageResult]:
     registries = Registries(copy.options)
     try:
         store = RegistryStore(registries)
@@ -212,7 +226,7 @@ def save_bundle(refs: Sequence[Reference], out: Path, copy: Copy) -> tuple[list[
             )
         finally:
             registries.close()
-        if all(r.status != "failed" for r in results):
+        if _copied(results):
             return results, writer.finish()
         return results, writer.root
 
@@ -229,6 +243,67 @@ def load_bundle(
             return copy.run(reader, RegistryStore(registries), plan(refs, to))
     finally:
         registries.close()
+
+
+def _copied(results: Sequence[ImageResult]) -> bool:
+    return all(r.status != "failed" for r in results)
+
+
+@dataclass
+class AirgapOutcome:
+    """What ``airgap`` did: the copy results, the lock file written (None when nothing was
+    copied) and the rewrite (None when a copy failed: nothing was rewritten)."""
+
+    results: list[ImageResult]
+    lock: Path | None
+    rewrite: RewriteOutcome | None
+
+
+def airgap(
+    sources: Sequence[Source],
+    to: Target,
+    copy: Copy,
+    out: Path,
+    refs: Sequence[Reference] = (),
+    *,
+    bundle_out: Path | None = None,
+    bundle_in: Path | None = None,
+    pin: bool = False,
+    fix_on: Sequence[str] = (),
+    fix_off: Sequence[str] = (),
+    catalog: Catalog | None = None,
+) -> AirgapOutcome:
+    """Copy ``refs`` to ``to`` (or save them into ``bundle_out``, or push ``bundle_in``),
+    record them in ``kferry.lock.json`` beside ``out``, and write the rewritten and fixed
+    ``sources`` to ``out`` once every image made it.
+
+    The images are planned once: the copy goes to the planned targets, the lock records them
+    (for a bundle: where the images will be once it is loaded) and the rewrite reads that
+    lock in memory; the lock file is only written, merged with what earlier runs recorded.
+    """
+    lock_path = out.parent / LOCK_NAME
+    check_lock(lock_path)
+    if bundle_in is not None:
+        results = load_bundle(bundle_in, to, copy)
+        entries = [r.lock_entry() for r in results if r.status != "failed"]
+    else:
+        planned = plan(refs, to)
+        if bundle_out is not None:
+            results, _ = save_bundle(refs, bundle_out, copy)
+            will_be = {p.source.canonical: p.target for p in planned}
+            entries = [
+                r.lock_entry(will_be[r.source.canonical]) for r in results if r.status != "failed"
+            ]
+        else:
+            results = _mirror_planned(planned, copy)
+            entries = [r.lock_entry() for r in results if r.status != "failed"]
+    lock = write_lock(lock_path, entries) if entries else read_lock(lock_path)
+    written = lock_path if entries else None
+    if not _copied(results):
+        return AirgapOutcome(results, written, None)
+    outcome = rewrite_manifests(sources, to, lock, pin, fix_on, fix_off, catalog)
+    atomic_write(out, outcome.text.encode())
+    return AirgapOutcome(results, written, outcome)
 
 
 def update_lock(path: Path, results: Sequence[ImageResult]) -> Path | None:

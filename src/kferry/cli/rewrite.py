@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from kferry import pipeline
 from kferry.atomic import atomic_write
 from kferry.cli.images import inventory_from, inventory_of, warn_assumptions
 from kferry.cli.options import catalog_from, catalog_option
@@ -24,18 +25,9 @@ from kferry.errors import InputError
 from kferry.fix import FIX_NAMES
 from kferry.load import read_sources
 from kferry.load.imagelist import parse_image_args, read_image_list
-from kferry.pipeline import (
-    RewriteOutcome,
-    load_bundle,
-    mirror_images,
-    rewrite_manifests,
-    save_bundle,
-    update_lock,
-)
-from kferry.plan import LOCK_NAME, Target, plan, read_lock
-from kferry.plan.lock import check_lock
+from kferry.pipeline import RewriteOutcome, rewrite_manifests
+from kferry.plan import LOCK_NAME, Target, read_lock
 from kferry.plan.nodes import containerd_hosts, credential_note, crio_registries, source_hosts
-from kferry.transfer.copy import ImageResult
 
 
 def _report(
@@ -292,43 +284,28 @@ def airgap(
     sources = read_sources(paths)
     catalog = catalog_from(catalogs)
     inventory = inventory_of(sources, catalog)[0] if not bundle_in else None
-    lock_path = out.parent / LOCK_NAME
-    check_lock(lock_path)
-    results: list[ImageResult]
-    if bundle_in is not None:
-        options = make_options(
-            ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
+    refs = [img.reference for img in inventory.images] if inventory is not None else []
+    target_host = None if bundle_out else dest.registry
+    options = make_options(
+        ca_file, insecure, plain_http, jobs, chunk_size, target_host, username, password_stdin
+    )
+    with copying(options, jobs, platforms, None if bundle_in else len(refs)) as copy:
+        done = pipeline.airgap(
+            sources,
+            dest,
+            copy,
+            out,
+            refs,
+            bundle_out=bundle_out,
+            bundle_in=bundle_in,
+            pin=pin_digests,
+            fix_on=fix_on,
+            fix_off=fix_off,
+            catalog=catalog,
         )
-        with copying(options, jobs, platforms, None) as copy:
-            results = load_bundle(bundle_in, dest, copy)
-    else:
-        assert inventory is not None
-        refs = [img.reference for img in inventory.images]
-        target_host = None if bundle_out else dest.registry
-        options = make_options(
-            ca_file, insecure, plain_http, jobs, chunk_size, target_host, username, password_stdin
-        )
-        with copying(options, jobs, platforms, len(refs)) as copy:
-            if bundle_out is not None:
-                results, _ = save_bundle(refs, bundle_out, copy)
-                for r, p in zip(results, plan(refs, dest), strict=True):
-                    # the lock records where the images will be once the bundle is loaded
-                    r.target = (
-                        p.target.with_digest(r.digest or None) if p.target.digest else p.target
-                    )
-            else:
-                results = mirror_images(refs, dest, copy)
-    lock_written = update_lock(lock_path, results)
-    failed = any(r.status == "failed" for r in results)
-    outcome: RewriteOutcome | None = None
-    if not failed:
-        outcome = rewrite_manifests(
-            sources, dest, read_lock(lock_path), pin_digests, fix_on, fix_off, catalog
-        )
-        atomic_write(out, outcome.text.encode())
-    code = summarise(results, "json" if as_json else "table", lock_written)
-    if outcome is not None:
-        _report(outcome, dest, assumptions=inventory is None)  # else said by inventory_of
+    code = summarise(done.results, "json" if as_json else "table", done.lock)
+    if done.rewrite is not None:
+        _report(done.rewrite, dest, assumptions=inventory is None)  # else said by inventory_of
         if not as_json:
             stdout_console().print(f"manifests: {out}", style="dim")
     else:

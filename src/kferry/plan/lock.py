@@ -161,9 +161,10 @@ def check_lock(path: Path) -> None:
     read_lock(path)
 
 
-def write_lock(path: Path, entries: Iterable[LockEntry]) -> None:
+def write_lock(path: Path, entries: Iterable[LockEntry]) -> Lock:
     """Merge ``entries`` into the lock at ``path`` (same source = replaced), atomically,
-    holding the lock file's lock (waits for another run that holds it)."""
+    holding the lock file's lock (waits for another run that holds it); returns the lock as
+    written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -171,3 +172,4 @@ def write_lock(path: Path, entries: Iterable[LockEntry]) -> None:
     with scratch.exclusive(path.with_name(f".{path.name}.kferry-lock"), str(path), wait=True):
         merged = read_lock(path).merged(entries)
         atomic_write(path, (json.dumps(merged.to_json(), indent=2) + "\n").encode())
+    return merged

@@ -49,17 +49,15 @@ class ImageResult:
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def final_target(self) -> Reference:
-        """The target as pushed (by digest when the source was named by digest)."""
-        if self.target.digest and self.digest:
-            return self.target.with_digest(self.digest)
-        return self.target
-
-    def lock_entry(self) -> LockEntry:
+    def lock_entry(self, target: Reference | None = None) -> LockEntry:
+        """What the lock records: the image at ``target`` (default: where it was copied),
+        by the digest copied when the target names a digest."""
+        where = target or self.target
+        if where.digest and self.digest:
+            where = where.with_digest(self.digest)
         return LockEntry(
             self.source,
-            self.final_target,
+            where,
             self.digest,
             self.media_type,
             self.size,
