@@ -9,18 +9,20 @@ import click
 
 from kferry import pipeline
 from kferry.atomic import atomic_write
+from kferry.cli.flags import (
+    CopyFlags,
+    LoginFlags,
+    TlsFlags,
+    copy_flags,
+    login_flags,
+    registry_options,
+    target_flags,
+    tls_flags,
+)
 from kferry.cli.images import inventory_from, inventory_of, warn_assumptions
 from kferry.cli.options import catalog_from, catalog_option
 from kferry.cli.output import stdout_console, warn
-from kferry.cli.transfer import (
-    copying,
-    credential_options,
-    image_inputs,
-    make_options,
-    registry_options,
-    summarise,
-    target_options,
-)
+from kferry.cli.transfer import copying, image_inputs, summarise
 from kferry.errors import InputError
 from kferry.fix import FIX_NAMES
 from kferry.load import read_sources
@@ -78,7 +80,7 @@ def _write(text: str, out: Path | None) -> None:
 
 @click.command()
 @click.argument("paths", nargs=-1, metavar="[PATH|-]...")
-@target_options
+@target_flags
 @click.option(
     "--lock",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -108,8 +110,7 @@ def _write(text: str, out: Path | None) -> None:
 @catalog_option
 def rewrite(
     paths: tuple[str, ...],
-    to: str,
-    layout: str,
+    target: Target,
     lock: Path | None,
     pin_digests: bool,
     fix_on: tuple[str, ...],
@@ -122,7 +123,6 @@ def rewrite(
 
     Only the references (and what a fix names) change; every other byte stays as it was.
     """
-    dest = Target.parse(to, layout)
     lock_entries = read_lock(lock) if lock else None
     if pin_digests and lock is None:
         default = Path(LOCK_NAME)
@@ -133,14 +133,16 @@ def rewrite(
     if pull_secret:
         fix_on = (*fix_on, f"pull-secret={pull_secret}")
     catalog = catalog_from(catalogs)
-    outcome = rewrite_manifests(sources, dest, lock_entries, pin_digests, fix_on, fix_off, catalog)
+    outcome = rewrite_manifests(
+        sources, target, lock_entries, pin_digests, fix_on, fix_off, catalog
+    )
     _write(outcome.text, out)
-    _report(outcome, dest)
+    _report(outcome, target)
 
 
 @click.command("mirror-config")
 @image_inputs
-@target_options
+@target_flags
 @click.option(
     "--format",
     "fmt",
@@ -172,8 +174,7 @@ def mirror_config(
     images: tuple[str, ...],
     files: tuple[str, ...],
     from_paths: tuple[str, ...],
-    to: str,
-    layout: str,
+    target: Target,
     fmt: str,
     ca_path: str | None,
     plain_http: tuple[str, ...],
@@ -186,7 +187,7 @@ def mirror_config(
     Credentials never go in these files (neither format can hold them): with --username it
     says what each node must hold instead.
     """
-    dest = Target.parse(to, layout)
+    dest = target
     http = dest.registry in plain_http
     others = sorted(set(plain_http) - {dest.registry})
     if others:
@@ -223,9 +224,10 @@ def mirror_config(
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@target_options
-@registry_options
-@credential_options
+@target_flags
+@tls_flags
+@copy_flags
+@login_flags
 @click.option(
     "--bundle",
     "bundle_out",
@@ -255,16 +257,10 @@ def mirror_config(
 def airgap(
     ctx: click.Context,
     paths: tuple[str, ...],
-    to: str,
-    layout: str,
-    ca_file: Path | None,
-    insecure: tuple[str, ...],
-    plain_http: tuple[str, ...],
-    jobs: int,
-    platforms: tuple[str, ...],
-    chunk_size: int,
-    username: str | None,
-    password_stdin: bool,
+    target: Target,
+    tls: TlsFlags,
+    transfer: CopyFlags,
+    login: LoginFlags,
     bundle_out: Path | None,
     bundle_in: Path | None,
     fix_on: tuple[str, ...],
@@ -280,19 +276,15 @@ def airgap(
     """
     if bundle_out and bundle_in:
         raise InputError("--bundle and --load exclude each other")
-    dest = Target.parse(to, layout)
     sources = read_sources(paths)
     catalog = catalog_from(catalogs)
     inventory = inventory_of(sources, catalog)[0] if not bundle_in else None
     refs = [img.reference for img in inventory.images] if inventory is not None else []
-    target_host = None if bundle_out else dest.registry
-    options = make_options(
-        ca_file, insecure, plain_http, jobs, chunk_size, target_host, username, password_stdin
-    )
-    with copying(options, jobs, platforms, None if bundle_in else len(refs)) as copy:
+    options = registry_options(tls, login, None if bundle_out else target.registry, transfer)
+    with copying(options, transfer, None if bundle_in else len(refs)) as copy:
         done = pipeline.airgap(
             sources,
-            dest,
+            target,
             copy,
             out,
             refs,
@@ -305,7 +297,7 @@ def airgap(
         )
     code = summarise(done.results, "json" if as_json else "table", done.lock)
     if done.rewrite is not None:
-        _report(done.rewrite, dest, assumptions=inventory is None)  # else said by inventory_of
+        _report(done.rewrite, target, assumptions=inventory is None)  # else said by inventory_of
         if not as_json:
             stdout_console().print(f"manifests: {out}", style="dim")
     else:
