@@ -21,9 +21,11 @@ import yaml
 from kferry.load import Source
 from kferry.name import parse
 from kferry.pipeline import rewrite_manifests
-from kferry.plan import Destination, Planned
+from kferry.plan import Planned, Target
 from kferry.transfer.copy import Copier, ImageResult
-from kferry.transfer.layout import LayoutReader, LayoutWriter, verify_bundle
+from kferry.transfer.layout.read import LayoutReader
+from kferry.transfer.layout.verify import verify_bundle
+from kferry.transfer.layout.write import LayoutWriter
 from tests.support import ocilayout
 from tests.support.ocilayout import LayoutImage, blob_digests, blob_path
 
@@ -188,7 +190,7 @@ def test_rewrite_engine_touches_only_image_fields(layout: str, busybox: str, not
     digest = "a" * 64
     text = MANIFEST.format(digest=digest)
     out = rewrite_manifests(
-        [Source("deploy.yaml", text)], Destination.parse("harbor.local:8443/kf"), layout
+        [Source("deploy.yaml", text)], Target.parse("harbor.local:8443/kf", layout)
     )
     to = "harbor.local:8443/kf"
     expected = text.replace(

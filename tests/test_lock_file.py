@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from kferry.plan.lock import read_lock, write_lock
+from kferry.name import parse
+from kferry.plan.lock import LockEntry, read_lock, write_lock
 from tests.conftest import run_kferry
 from tests.support.images import push_image
 from tests.support.registry import Registry
@@ -33,8 +34,12 @@ GOOD = {
 
 def _write_many(path: str, worker: int, count: int) -> None:
     for i in range(count):
-        entry = dict(
-            GOOD, source=f"docker.io/w{worker}/img{i}:1", target=f"reg.local/w{worker}/{i}:1"
+        entry = LockEntry(
+            parse(f"docker.io/w{worker}/img{i}:1"),
+            parse(f"reg.local/w{worker}/{i}:1"),
+            "sha256:" + "d" * 64,
+            "application/vnd.oci.image.index.v1+json",
+            1,
         )
         write_lock(Path(path), [entry])
 

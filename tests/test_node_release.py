@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from kferry.name import parse
-from kferry.plan import Destination, plan
+from kferry.plan import Target, plan
 from tests.conftest import run_kferry
 from tests.support.cluster import Cluster, start_cluster
 from tests.support.node import pull_failure
@@ -151,7 +151,7 @@ def test_whole_release_pulls_every_image_from_the_private_registry(
     project = f"{registry.host}/kubeflow"
     entries = []
     with registry.client(timeout=120) as client:
-        for planned in plan(sources, Destination.parse(project), "keep"):
+        for planned in plan(sources, Target.parse(project, "keep")):
             target = planned.target
             labels = {"kferry.test/source": planned.source.canonical}
             image = push_runnable(

@@ -9,11 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kferry.name import parse
-from kferry.plan import Destination, PlanError, plan, plan_one, unflatten
+from kferry.plan import PlanError, Target, plan, plan_one, unflatten
 from kferry.plan.layout import flat_name
 from tests.conftest import release_path, run_kferry
 
-TO = Destination.parse("harbor.local:8443/kf")
+TO = Target.parse("harbor.local:8443/kf")
+FLAT = Target.parse("harbor.local:8443/kf", "flat")
+DROP_HOST = Target.parse("harbor.local:8443/kf", "drop-host")
 QUEUE = "gcr.io/knative-releases/knative.dev/serving/cmd/queue@sha256:" + "a" * 64
 
 
@@ -42,7 +44,7 @@ QUEUE = "gcr.io/knative-releases/knative.dev/serving/cmd/queue@sha256:" + "a" * 
     ],
 )
 def test_layouts(layout: str, source: str, target: str) -> None:
-    assert plan_one(parse(source), TO, layout).canonical == target
+    assert plan_one(parse(source), Target.parse(str(TO), layout)).canonical == target
 
 
 def test_tags_stay_tags_and_digests_stay_digests() -> None:
@@ -63,26 +65,26 @@ def test_flat_names_are_reversible(host: str, port: int | None, path: list[str])
     name = flat_name(ref)
     assert "/" not in name
     assert unflatten(name) == ref.repository
-    assert plan_one(ref, TO, "flat").path == f"kf/{name}"
+    assert plan_one(ref, FLAT).path == f"kf/{name}"
 
 
 def test_flat_refuses_irreversible_names() -> None:
     with pytest.raises(PlanError, match="cannot flatten"):
-        plan_one(parse("gcr.io/a__b/c:1"), TO, "flat")
+        plan_one(parse("gcr.io/a__b/c:1"), FLAT)
 
 
 def test_collision_names_both_sources() -> None:
     with pytest.raises(PlanError) as info:
-        plan([parse("gcr.io/team/app:1"), parse("quay.io/team/app:2")], TO, "drop-host")
+        plan([parse("gcr.io/team/app:1"), parse("quay.io/team/app:2")], DROP_HOST)
     assert "gcr.io/team/app" in str(info.value) and "quay.io/team/app" in str(info.value)
     # same repository, two tags: not a collision
-    assert len(plan([parse("gcr.io/team/app:1"), parse("gcr.io/team/app:2")], TO, "drop-host")) == 2
+    assert len(plan([parse("gcr.io/team/app:1"), parse("gcr.io/team/app:2")], DROP_HOST)) == 2
 
 
 @pytest.mark.parametrize("bad", ["harbor", "", "https://", "harbor.local/Bad", "a b/c"])
 def test_bad_destination(bad: str) -> None:
     with pytest.raises(PlanError):
-        Destination.parse(bad)
+        Target.parse(bad)
 
 
 def test_plan_command_json(tmp_path) -> None:

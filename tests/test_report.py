@@ -15,7 +15,7 @@ from kferry.discover import discover
 from kferry.load import Source, load_objects
 from kferry.name import parse
 from kferry.pipeline import build_report
-from kferry.plan import Destination
+from kferry.plan import Target
 from kferry.report import PlatformSize, Report, Row, Use, rows_of, to_html, to_markdown
 from kferry.transfer.credentials import Credential, Keychain
 from kferry.transfer.transport import Options
@@ -225,7 +225,7 @@ def test_sizes_digests_and_presence_from_real_registries(
         plain_http=frozenset({source_registry.host}),
         retries=0,
     )
-    to = Destination.parse(f"{target_registry.host}/proj")
+    to = Target.parse(f"{target_registry.host}/proj")
     report = build_report(inv, ["render.yaml"], options, ("linux/arm64",), to)
     assert report.warnings == []
     rows = {r.reference.repository: r for r in report.rows}

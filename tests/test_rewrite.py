@@ -16,7 +16,7 @@ import yaml
 
 from kferry.load import Source, load_objects
 from kferry.pipeline import rewrite_manifests
-from kferry.plan import Destination
+from kferry.plan import Target
 from tests.conftest import RELEASES, release_path, run_kferry
 
 TO = "harbor.example.com:8443/kubeflow"
@@ -143,7 +143,7 @@ def test_references_in_every_scalar_style() -> None:
         """
         % ("a" * 64)
     )
-    outcome = rewrite_manifests([Source("t.yaml", text)], Destination.parse("reg.local/kf"))
+    outcome = rewrite_manifests([Source("t.yaml", text)], Target.parse("reg.local/kf"))
     want = text
     for old, new in [
         ("'quay.io/a/tool:1'", "'reg.local/kf/quay.io/a/tool:1'"),
@@ -202,7 +202,7 @@ def test_composed_images_are_rewritten_at_their_parts() -> None:
         ("keep", "reg.local/kf/docker.io/istio", "proxyv2"),
         ("flat", "docker.io/istio", "reg.local/kf/docker.io__istio__proxyv2:1.9.6"),
     ]:
-        out = rewrite_manifests([Source("t", text)], Destination.parse("reg.local/kf"), layout)
+        out = rewrite_manifests([Source("t", text)], Target.parse("reg.local/kf", layout))
         objs = docs_of(out.text)
         got = json.loads(objs[0]["data"]["values"])["global"]
         assert (got["hub"], got["proxy"]["image"], got["tag"]) == (hub, image, "1.9.6")

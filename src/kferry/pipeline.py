@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from kferry.atomic import atomic_write
 from kferry.catalog import Catalog
 from kferry.discover import discover, find_all
 from kferry.discover.diff import ImageDiff, Side, diff_images, lock_side, render_side
@@ -21,8 +21,18 @@ from kferry.fix import FixChange, apply_fixes, enabled_fixes
 from kferry.load import Source, load_objects, read_sources
 from kferry.load.imagelist import parse_image_args
 from kferry.name import Reference
-from kferry.plan import Destination, Planned, plan, plan_one, write_lock
-from kferry.plan.lock import is_lock_document, lock_entries
+from kferry.plan import (
+    LOCK_NAME,
+    Layout,
+    Lock,
+    Planned,
+    Target,
+    plan,
+    plan_one,
+    read_lock,
+    write_lock,
+)
+from kferry.plan.lock import check_lock, is_lock_document, lock_entries
 from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
@@ -60,9 +70,8 @@ def join_sources(texts: Sequence[str]) -> str:
 
 def rewrite_manifests(
     sources: Sequence[Source],
-    to: Destination,
-    layout: str = "keep",
-    lock: dict[str, dict[str, Any]] | None = None,
+    to: Target,
+    lock: Lock | None = None,
     pin: bool = False,
     fix_on: Sequence[str] = (),
     fix_off: Sequence[str] = (),
@@ -72,7 +81,7 @@ def rewrite_manifests(
     found = find_all(objects, catalog)
     findings, problems = found.findings, found.problems
     locators = locators_for(sources)
-    targeter = Targeter(to, layout, lock, pin)
+    targeter = Targeter(to, lock, pin)
     edits = plan_edits(findings, targeter, locators)
     knative = any(
         o.kind == "ConfigMap" and o.namespace == "knative-serving" and o.name == "config-deployment"
@@ -157,7 +166,7 @@ def read_diff_input(path: str, catalog: Catalog | None = None) -> DiffInput:
     if len(sources) == 1:
         doc = _json_document(sources[0].text)
         if is_lock_document(doc):
-            return DiffInput(lock_side(name, lock_entries(name, doc)))
+            return DiffInput(lock_side(name, lock_entries(name, doc).documents()))
     objects, warnings = load_objects(sources)
     inventory = discover(objects, catalog)
     return DiffInput(render_side(name, inventory.images), inventory, warnings)
@@ -192,11 +201,12 @@ class Copy:
         ).run(planned)
 
 
-def mirror_images(
-    refs: Sequence[Reference], to: Destination, layout: str, copy: Copy
-) -> list[ImageResult]:
+def mirror_images(refs: Sequence[Reference], to: Target, copy: Copy) -> list[ImageResult]:
     """Registry to registry."""
-    planned = plan(refs, to, layout)
+    return _mirror_planned(plan(refs, to), copy)
+
+
+def _mirror_planned(planned: Sequence[Planned], copy: Copy) -> list[ImageResult]:
     registries = Registries(copy.options)
     try:
         store = RegistryStore(registries)
@@ -219,13 +229,13 @@ def save_bundle(
             )
         finally:
             registries.close()
-        if all(r.status != "failed" for r in results):
+        if _copied(results):
             return results, writer.finish()
         return results, writer.root
 
 
 def load_bundle(
-    bundle: Path, to: Destination, layout: str, copy: Copy, tmp_dir: Path | None = None
+    bundle: Path, to: Target, copy: Copy, tmp_dir: Path | None = None
 ) -> list[ImageResult]:
     """OCI layout to registry, each image planned from its source reference (a ``.tar.zst``
     is unpacked under ``tmp_dir``, default ``TMPDIR``, for the time of the load)."""
@@ -233,9 +243,70 @@ def load_bundle(
     try:
         with LayoutReader(bundle, tmp_dir) as reader:
             refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
-            return copy.run(reader, RegistryStore(registries), plan(refs, to, layout))
+            return copy.run(reader, RegistryStore(registries), plan(refs, to))
     finally:
         registries.close()
+
+
+def _copied(results: Sequence[ImageResult]) -> bool:
+    return all(r.status != "failed" for r in results)
+
+
+@dataclass
+class AirgapOutcome:
+    """What ``airgap`` did: the copy results, the lock file written (None when nothing was
+    copied) and the rewrite (None when a copy failed: nothing was rewritten)."""
+
+    results: list[ImageResult]
+    lock: Path | None
+    rewrite: RewriteOutcome | None
+
+
+def airgap(
+    sources: Sequence[Source],
+    to: Target,
+    copy: Copy,
+    out: Path,
+    refs: Sequence[Reference] = (),
+    *,
+    bundle_out: Path | None = None,
+    bundle_in: Path | None = None,
+    pin: bool = False,
+    fix_on: Sequence[str] = (),
+    fix_off: Sequence[str] = (),
+    catalog: Catalog | None = None,
+) -> AirgapOutcome:
+    """Copy ``refs`` to ``to`` (or save them into ``bundle_out``, or push ``bundle_in``),
+    record them in ``kferry.lock.json`` beside ``out``, and write the rewritten and fixed
+    ``sources`` to ``out`` once every image made it.
+
+    The images are planned once: the copy goes to the planned targets, the lock records them
+    (for a bundle: where the images will be once it is loaded) and the rewrite reads that
+    lock in memory; the lock file is only written, merged with what earlier runs recorded.
+    """
+    lock_path = out.parent / LOCK_NAME
+    check_lock(lock_path)
+    if bundle_in is not None:
+        results = load_bundle(bundle_in, to, copy)
+        entries = [r.lock_entry() for r in results if r.status != "failed"]
+    else:
+        planned = plan(refs, to)
+        if bundle_out is not None:
+            results, _ = save_bundle(refs, bundle_out, copy)
+            will_be = {p.source.canonical: p.target for p in planned}
+            entries = [
+                r.lock_entry(will_be[r.source.canonical]) for r in results if r.status != "failed"
+            ]
+        else:
+            results = _mirror_planned(planned, copy)
+            entries = [r.lock_entry() for r in results if r.status != "failed"]
+    lock = write_lock(lock_path, entries) if entries else read_lock(lock_path)
+    written = lock_path if entries else None
+    if not _copied(results):
+        return AirgapOutcome(results, written, None)
+    outcome = rewrite_manifests(sources, to, lock, pin, fix_on, fix_off, catalog)
+    atomic_write(out, outcome.text.encode())
+    return AirgapOutcome(results, written, outcome)
 
 
 def update_lock(path: Path, results: Sequence[ImageResult]) -> Path | None:
@@ -253,8 +324,7 @@ def build_report(
     sources: Sequence[str],
     options: Options,
     platforms: Sequence[str] = (),
-    to: Destination | None = None,
-    layout: str = "keep",
+    to: Target | None = None,
     labels: Sequence[str] = COMPONENT_LABELS,
     jobs: int = 8,
     offline: bool = False,
@@ -267,7 +337,7 @@ def build_report(
         list(sources),
         tuple(platforms),
         str(to) if to is not None else None,
-        layout,
+        to.layout if to is not None else Layout.KEEP,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     if offline:
@@ -275,12 +345,12 @@ def build_report(
             row.unknown = "not looked up (--offline)"
             if to is not None:
                 row.presence, row.presence_note = "unknown", "not looked up (--offline)"
-                row.target = plan_one(row.reference, to, layout).canonical
+                row.target = plan_one(row.reference, to).canonical
         report.warnings.append("--offline: no registry was asked; sizes and digests are unknown")
         return report
     registries = Registries(options)
     try:
-        unreachable = measure(rows, registries, platforms, to, layout, jobs)
+        unreachable = measure(rows, registries, platforms, to, jobs)
     finally:
         registries.close()
     report.warnings += [f"{w} (its images are shown as unknown)" for w in unreachable]

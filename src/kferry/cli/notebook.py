@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from kferry.cli.flags import (
+    CopyFlags,
+    LoginFlags,
+    TlsFlags,
+    login_flags,
+    registry_options,
+    tls_flags,
+)
 from kferry.cli.options import kube_options
 from kferry.cli.output import print_json, stdout_console, warn
-from kferry.cli.transfer import make_options
 from kferry.errors import InputError
 from kferry.name import InvalidReference, parse
 
@@ -20,39 +27,6 @@ if TYPE_CHECKING:
     from kferry.notebook.spawner import Change
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _registry_flags(func: F) -> F:
-    opts = [
-        click.option(
-            "--ca-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Private CA (PEM) to trust in addition to the system CAs.",
-        ),
-        click.option(
-            "--insecure",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="Skip TLS verification for this registry (repeatable).",
-        ),
-        click.option(
-            "--plain-http",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="Use plain HTTP for this registry (repeatable).",
-        ),
-        click.option(
-            "--username",
-            metavar="USER",
-            help="User for the --to registry (password from --password-stdin).",
-        ),
-        click.option(
-            "--password-stdin", is_flag=True, help="Read the --to registry password from stdin."
-        ),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
 
 
 @click.group()
@@ -102,7 +76,8 @@ def notebook() -> None:
 @click.option(
     "--platform", metavar="OS/ARCH", help="The platform to build when BASE is multi-arch."
 )
-@_registry_flags
+@tls_flags
+@login_flags
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build_cmd(
     base: str,
@@ -113,11 +88,8 @@ def build_cmd(
     out: Path | None,
     base_bundle: Path | None,
     platform: str | None,
-    ca_file: Path | None,
-    insecure: tuple[str, ...],
-    plain_http: tuple[str, ...],
-    username: str | None,
-    password_stdin: bool,
+    tls: TlsFlags,
+    login: LoginFlags,
     as_json: bool,
 ) -> None:
     """Install Python packages into a new layer on BASE and push the image (digest printed).
@@ -132,9 +104,7 @@ def build_cmd(
         host = parse(to).domain
     except InvalidReference as exc:
         raise InputError(f"--to {to}: {exc}") from None
-    options = make_options(
-        ca_file, insecure, plain_http, 4, 64 << 20, host, username, password_stdin
-    )
+    options = registry_options(tls, login, host, CopyFlags(jobs=4))
     request = BuildRequest(
         base=base,
         to=to,

@@ -9,13 +9,20 @@ from pathlib import Path
 import click
 
 from kferry.atomic import atomic_write
+from kferry.cli.flags import (
+    CopyFlags,
+    LoginFlags,
+    TlsFlags,
+    login_flags,
+    registry_options,
+    tls_flags,
+)
 from kferry.cli.images import inventory_from
 from kferry.cli.options import catalog_from, catalog_option
 from kferry.cli.output import warn
-from kferry.cli.transfer import credential_options, make_options
 from kferry.errors import InputError, KferryError
 from kferry.pipeline import build_report
-from kferry.plan import LAYOUTS, Destination
+from kferry.plan import LAYOUTS, Target
 from kferry.report import COMPONENT_LABELS, to_html, to_markdown
 
 FORMATS = ("html", "md")
@@ -75,15 +82,9 @@ def format_for(output: str, fmt: str | None) -> tuple[str, Path | None]:
     + "; then the namespace).",
 )
 @click.option("--offline", is_flag=True, help="Ask no registry: sizes and digests unknown.")
-@click.option(
-    "--ca-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Private CA (PEM) to trust in addition to the system CAs.",
-)
-@click.option("--insecure", multiple=True, metavar="HOST[:PORT]", help="Skip TLS verification.")
-@click.option("--plain-http", multiple=True, metavar="HOST[:PORT]", help="Plain HTTP for HOST.")
+@tls_flags
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=8, show_default=True)
-@credential_options
+@login_flags
 @catalog_option
 def report(
     paths: tuple[str, ...],
@@ -94,12 +95,9 @@ def report(
     platforms: tuple[str, ...],
     labels: tuple[str, ...],
     offline: bool,
-    ca_file: Path | None,
-    insecure: tuple[str, ...],
-    plain_http: tuple[str, ...],
+    tls: TlsFlags,
     jobs: int,
-    username: str | None,
-    password_stdin: bool,
+    login: LoginFlags,
     catalogs: tuple[str, ...],
 ) -> None:
     """Write a self-contained report of every image a render needs, for approval.
@@ -118,19 +116,10 @@ def report(
       kferry report render.yaml -o md > ticket.md
     """
     kind, path = format_for(output, fmt)
-    dest = Destination.parse(registry) if registry else None
+    dest = Target.parse(registry, layout) if registry else None
     if dest is not None and not dest.project:
         raise InputError(f"--registry {registry!r}: expected REGISTRY[:PORT]/PROJECT")
-    options = make_options(
-        ca_file,
-        insecure,
-        plain_http,
-        jobs,
-        64 << 20,
-        dest.registry if dest else None,
-        username,
-        password_stdin,
-    )
+    options = registry_options(tls, login, dest.registry if dest else None, CopyFlags(jobs=jobs))
     # a report is made at a desk: a host that does not answer is not retried for minutes
     options = dataclasses.replace(options, retries=1, timeout=30.0)
     inventory, _ = inventory_from(paths, catalog_from(catalogs))
@@ -140,7 +129,6 @@ def report(
         options,
         platforms,
         dest,
-        layout,
         labels or COMPONENT_LABELS,
         jobs,
         offline,

@@ -7,39 +7,33 @@ from pathlib import Path
 
 import click
 
+from kferry import pipeline
 from kferry.atomic import atomic_write
+from kferry.cli.flags import (
+    CopyFlags,
+    LoginFlags,
+    TlsFlags,
+    copy_flags,
+    login_flags,
+    registry_options,
+    target_flags,
+    tls_flags,
+)
 from kferry.cli.images import inventory_from, inventory_of, warn_assumptions
 from kferry.cli.options import catalog_from, catalog_option
 from kferry.cli.output import stdout_console, warn
-from kferry.cli.transfer import (
-    copying,
-    credential_options,
-    image_inputs,
-    make_options,
-    registry_options,
-    summarise,
-    target_options,
-)
+from kferry.cli.transfer import copying, image_inputs, summarise
 from kferry.errors import InputError
 from kferry.fix import FIX_NAMES
 from kferry.load import read_sources
 from kferry.load.imagelist import parse_image_args, read_image_list
-from kferry.pipeline import (
-    RewriteOutcome,
-    load_bundle,
-    mirror_images,
-    rewrite_manifests,
-    save_bundle,
-    update_lock,
-)
-from kferry.plan import LOCK_NAME, Destination, plan, read_lock
-from kferry.plan.lock import check_lock
+from kferry.pipeline import RewriteOutcome, rewrite_manifests
+from kferry.plan import LOCK_NAME, Target, read_lock
 from kferry.plan.nodes import containerd_hosts, credential_note, crio_registries, source_hosts
-from kferry.transfer.copy import ImageResult
 
 
 def _report(
-    outcome: RewriteOutcome, to: Destination, quiet: bool = False, assumptions: bool = True
+    outcome: RewriteOutcome, to: Target, quiet: bool = False, assumptions: bool = True
 ) -> None:
     """What changed, on stderr (stdout may be the manifests)."""
     if assumptions and not quiet:
@@ -86,7 +80,7 @@ def _write(text: str, out: Path | None) -> None:
 
 @click.command()
 @click.argument("paths", nargs=-1, metavar="[PATH|-]...")
-@target_options
+@target_flags
 @click.option(
     "--lock",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -116,8 +110,7 @@ def _write(text: str, out: Path | None) -> None:
 @catalog_option
 def rewrite(
     paths: tuple[str, ...],
-    to: str,
-    layout: str,
+    target: Target,
     lock: Path | None,
     pin_digests: bool,
     fix_on: tuple[str, ...],
@@ -130,7 +123,6 @@ def rewrite(
 
     Only the references (and what a fix names) change; every other byte stays as it was.
     """
-    dest = Destination.parse(to)
     lock_entries = read_lock(lock) if lock else None
     if pin_digests and lock is None:
         default = Path(LOCK_NAME)
@@ -142,15 +134,15 @@ def rewrite(
         fix_on = (*fix_on, f"pull-secret={pull_secret}")
     catalog = catalog_from(catalogs)
     outcome = rewrite_manifests(
-        sources, dest, layout, lock_entries, pin_digests, fix_on, fix_off, catalog
+        sources, target, lock_entries, pin_digests, fix_on, fix_off, catalog
     )
     _write(outcome.text, out)
-    _report(outcome, dest)
+    _report(outcome, target)
 
 
 @click.command("mirror-config")
 @image_inputs
-@target_options
+@target_flags
 @click.option(
     "--format",
     "fmt",
@@ -182,8 +174,7 @@ def mirror_config(
     images: tuple[str, ...],
     files: tuple[str, ...],
     from_paths: tuple[str, ...],
-    to: str,
-    layout: str,
+    target: Target,
     fmt: str,
     ca_path: str | None,
     plain_http: tuple[str, ...],
@@ -196,7 +187,7 @@ def mirror_config(
     Credentials never go in these files (neither format can hold them): with --username it
     says what each node must hold instead.
     """
-    dest = Destination.parse(to)
+    dest = target
     http = dest.registry in plain_http
     others = sorted(set(plain_http) - {dest.registry})
     if others:
@@ -212,9 +203,9 @@ def mirror_config(
         refs += [img.reference for img in inventory.images]
     hosts = [h for h in source_hosts(refs) if h != dest.registry]
     if fmt == "containerd":
-        files_out = containerd_hosts(hosts, dest, layout, ca_path, plain_http=http)
+        files_out = containerd_hosts(hosts, dest, ca_path, plain_http=http)
     else:
-        files_out = {"kferry-mirrors.conf": crio_registries(hosts, dest, layout, plain_http=http)}
+        files_out = {"kferry-mirrors.conf": crio_registries(hosts, dest, plain_http=http)}
     if username:
         click.echo(f"kferry: {credential_note(fmt, dest.registry, username)}", err=True)
     if out is None:
@@ -233,9 +224,10 @@ def mirror_config(
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@target_options
-@registry_options
-@credential_options
+@target_flags
+@tls_flags
+@copy_flags
+@login_flags
 @click.option(
     "--bundle",
     "bundle_out",
@@ -265,16 +257,10 @@ def mirror_config(
 def airgap(
     ctx: click.Context,
     paths: tuple[str, ...],
-    to: str,
-    layout: str,
-    ca_file: Path | None,
-    insecure: tuple[str, ...],
-    plain_http: tuple[str, ...],
-    jobs: int,
-    platforms: tuple[str, ...],
-    chunk_size: int,
-    username: str | None,
-    password_stdin: bool,
+    target: Target,
+    tls: TlsFlags,
+    transfer: CopyFlags,
+    login: LoginFlags,
     bundle_out: Path | None,
     bundle_in: Path | None,
     fix_on: tuple[str, ...],
@@ -290,47 +276,28 @@ def airgap(
     """
     if bundle_out and bundle_in:
         raise InputError("--bundle and --load exclude each other")
-    dest = Destination.parse(to)
     sources = read_sources(paths)
     catalog = catalog_from(catalogs)
     inventory = inventory_of(sources, catalog)[0] if not bundle_in else None
-    lock_path = out.parent / LOCK_NAME
-    check_lock(lock_path)
-    results: list[ImageResult]
-    if bundle_in is not None:
-        options = make_options(
-            ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
+    refs = [img.reference for img in inventory.images] if inventory is not None else []
+    options = registry_options(tls, login, None if bundle_out else target.registry, transfer)
+    with copying(options, transfer, None if bundle_in else len(refs)) as copy:
+        done = pipeline.airgap(
+            sources,
+            target,
+            copy,
+            out,
+            refs,
+            bundle_out=bundle_out,
+            bundle_in=bundle_in,
+            pin=pin_digests,
+            fix_on=fix_on,
+            fix_off=fix_off,
+            catalog=catalog,
         )
-        with copying(options, jobs, platforms, None) as copy:
-            results = load_bundle(bundle_in, dest, layout, copy)
-    else:
-        assert inventory is not None
-        refs = [img.reference for img in inventory.images]
-        target_host = None if bundle_out else dest.registry
-        options = make_options(
-            ca_file, insecure, plain_http, jobs, chunk_size, target_host, username, password_stdin
-        )
-        with copying(options, jobs, platforms, len(refs)) as copy:
-            if bundle_out is not None:
-                results, _ = save_bundle(refs, bundle_out, copy)
-                for r, p in zip(results, plan(refs, dest, layout), strict=True):
-                    # the lock records where the images will be once the bundle is loaded
-                    r.target = (
-                        p.target.with_digest(r.digest or None) if p.target.digest else p.target
-                    )
-            else:
-                results = mirror_images(refs, dest, layout, copy)
-    lock_written = update_lock(lock_path, results)
-    failed = any(r.status == "failed" for r in results)
-    outcome: RewriteOutcome | None = None
-    if not failed:
-        outcome = rewrite_manifests(
-            sources, dest, layout, read_lock(lock_path), pin_digests, fix_on, fix_off, catalog
-        )
-        atomic_write(out, outcome.text.encode())
-    code = summarise(results, "json" if as_json else "table", lock_written)
-    if outcome is not None:
-        _report(outcome, dest, assumptions=inventory is None)  # else said by inventory_of
+    code = summarise(done.results, "json" if as_json else "table", done.lock)
+    if done.rewrite is not None:
+        _report(done.rewrite, target, assumptions=inventory is None)  # else said by inventory_of
         if not as_json:
             stdout_console().print(f"manifests: {out}", style="dim")
     else:

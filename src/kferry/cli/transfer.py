@@ -20,6 +20,16 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 
+from kferry.cli.flags import (
+    CopyFlags,
+    LoginFlags,
+    TlsFlags,
+    copy_flags,
+    login_flags,
+    registry_options,
+    target_flags,
+    tls_flags,
+)
 from kferry.cli.images import inventory_from
 from kferry.cli.output import output_option as data_output_option
 from kferry.cli.output import print_json, record_format, stdout_console, warn
@@ -27,14 +37,12 @@ from kferry.errors import InputError
 from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.name import Reference
 from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
-from kferry.plan import LAYOUTS, LOCK_NAME, Destination, plan
+from kferry.plan import LOCK_NAME, Target, plan
 from kferry.plan.lock import check_lock
 from kferry.transfer.copy import ImageResult, Progress
-from kferry.transfer.credentials import Credential, Keychain
-from kferry.transfer.errors import RegistryError
 from kferry.transfer.layout.verify import verify_bundle
 from kferry.transfer.layout.volumes import parse_size
-from kferry.transfer.transport import Options, ssl_context
+from kferry.transfer.transport import Options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,54 +67,6 @@ def image_inputs(func: F) -> F:
     )(func)
 
 
-def registry_options(func: F) -> F:
-    opts = [
-        click.option(
-            "--ca-file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Private CA (PEM) to trust in addition to the system CAs.",
-        ),
-        click.option(
-            "--insecure",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="Skip TLS verification for this registry (repeatable).",
-        ),
-        click.option(
-            "--plain-http",
-            multiple=True,
-            metavar="HOST[:PORT]",
-            help="Use plain HTTP for this registry (repeatable).",
-        ),
-        click.option(
-            "--jobs",
-            "-j",
-            type=click.IntRange(1, 64),
-            default=8,
-            show_default=True,
-            help="Parallel transfers.",
-        ),
-        click.option(
-            "--platform",
-            "platforms",
-            multiple=True,
-            metavar="OS/ARCH[/VARIANT]",
-            help="Copy only these platforms of multi-arch images (digests change).",
-        ),
-        click.option(
-            "--chunk-size",
-            type=click.IntRange(1 << 20),
-            default=64 << 20,
-            show_default=True,
-            metavar="BYTES",
-            help="Upload larger blobs in chunks of this size (for proxies that cap bodies).",
-        ),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
-
-
 def output_option(func: F) -> F:
     return click.option(
         "-o",
@@ -116,40 +76,6 @@ def output_option(func: F) -> F:
         show_default=True,
         callback=record_format,
         help="Summary for people, or JSON or YAML.",
-    )(func)
-
-
-def target_options(func: F) -> F:
-    opts = [
-        click.option(
-            "--to",
-            "to",
-            required=True,
-            metavar="REGISTRY[:PORT]/PROJECT",
-            help="The private registry and project.",
-        ),
-        click.option(
-            "--layout",
-            type=click.Choice(LAYOUTS),
-            default="keep",
-            show_default=True,
-            help="keep: PROJECT/<host>/<path>; drop-host: PROJECT/<path>; "
-            "flat: PROJECT/<host__path> (one level).",
-        ),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
-
-
-def credential_options(func: F) -> F:
-    func = click.option(
-        "--username",
-        metavar="USER",
-        help="User for the target registry (password from --password-stdin).",
-    )(func)
-    return click.option(
-        "--password-stdin", is_flag=True, help="Read the target registry password from stdin."
     )(func)
 
 
@@ -165,43 +91,6 @@ def gather(
     if not refs:
         raise InputError("no images: give IMAGE arguments, -f LIST or --from PATH")
     return refs
-
-
-def make_options(
-    ca_file: Path | None,
-    insecure: Sequence[str],
-    plain_http: Sequence[str],
-    jobs: int,
-    chunk_size: int,
-    target_host: str | None = None,
-    username: str | None = None,
-    password_stdin: bool = False,
-) -> Options:
-    explicit: dict[str, Credential] = {}
-    if password_stdin and not username:
-        raise InputError("--password-stdin needs --username")
-    if username:
-        if not password_stdin:
-            raise InputError("--username needs --password-stdin (passwords are never arguments)")
-        if target_host is None:
-            raise InputError("--username applies to the target registry; give --to")
-        password = sys.stdin.readline().rstrip("\r\n")
-        explicit[target_host] = Credential(username, password, source="--username/--password-stdin")
-    if ca_file is not None:
-        if not ca_file.is_file():
-            raise InputError(f"--ca-file {ca_file}: no such file")
-        try:  # once, up front: not once per image
-            ssl_context(ca_file)
-        except RegistryError as exc:
-            raise InputError(str(exc)) from None
-    return Options(
-        keychain=Keychain(explicit),
-        ca_file=ca_file,
-        insecure=frozenset(insecure),
-        plain_http=frozenset(plain_http),
-        connections=max(16, jobs * 2),
-        chunk_size=chunk_size,
-    )
 
 
 class BarProgress(Progress):
@@ -241,15 +130,13 @@ class BarProgress(Progress):
 
 
 @contextlib.contextmanager
-def copying(
-    options: Options, jobs: int, platforms: Sequence[str], images: int | None
-) -> Iterator[Copy]:
+def copying(options: Options, transfer: CopyFlags, images: int | None) -> Iterator[Copy]:
     """How to copy, with progress bars on a terminal (nothing noisy in a pipe)."""
     if not sys.stderr.isatty():
-        yield Copy(options, jobs, platforms)
+        yield Copy(options, transfer.jobs, transfer.platforms)
         return
     with BarProgress(images) as bars:
-        yield Copy(options, jobs, platforms, bars)
+        yield Copy(options, transfer.jobs, transfer.platforms, bars)
 
 
 def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int:
@@ -298,18 +185,17 @@ def _mb(n: int) -> str:
 
 @click.command("plan")
 @image_inputs
-@target_options
+@target_flags
 @data_output_option()
 def plan_cmd(
     images: tuple[str, ...],
     files: tuple[str, ...],
     from_paths: tuple[str, ...],
-    to: str,
-    layout: str,
+    target: Target,
     output: str,
 ) -> None:
     """Show where each image goes in the private registry (nothing is copied)."""
-    planned = plan(gather(images, files, from_paths), Destination.parse(to), layout)
+    planned = plan(gather(images, files, from_paths), target)
     if output == "json":
         print_json([p.to_json() for p in planned])
         return
@@ -320,10 +206,11 @@ def plan_cmd(
 
 @click.command()
 @image_inputs
-@target_options
-@registry_options
+@target_flags
+@tls_flags
+@copy_flags
 @output_option
-@credential_options
+@login_flags
 @click.option(
     "--lock",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -335,29 +222,20 @@ def mirror(
     images: tuple[str, ...],
     files: tuple[str, ...],
     from_paths: tuple[str, ...],
-    to: str,
-    layout: str,
-    ca_file: Path | None,
-    insecure: tuple[str, ...],
-    plain_http: tuple[str, ...],
-    jobs: int,
-    platforms: tuple[str, ...],
-    chunk_size: int,
+    target: Target,
+    tls: TlsFlags,
+    transfer: CopyFlags,
     output: str,
-    username: str | None,
-    password_stdin: bool,
+    login: LoginFlags,
     lock: Path | None,
 ) -> None:
     """Copy images registry to registry, byte for byte (digests stay the same)."""
-    dest = Destination.parse(to)
-    options = make_options(
-        ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
-    )
+    options = registry_options(tls, login, target.registry, transfer)
     refs = gather(images, files, from_paths)
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
-    with copying(options, jobs, platforms, len(refs)) as copy:
-        results = mirror_images(refs, dest, layout, copy)
+    with copying(options, transfer, len(refs)) as copy:
+        results = mirror_images(refs, target, copy)
     ctx.exit(summarise(results, output, update_lock(lock_path, results)))
 
 
@@ -368,7 +246,8 @@ def bundle() -> None:
 
 @bundle.command("save")
 @image_inputs
-@registry_options
+@tls_flags
+@copy_flags
 @click.option(
     "-o",
     "--output",
@@ -391,12 +270,8 @@ def bundle_save(
     images: tuple[str, ...],
     files: tuple[str, ...],
     from_paths: tuple[str, ...],
-    ca_file: Path | None,
-    insecure: tuple[str, ...],
-    plain_http: tuple[str, ...],
-    jobs: int,
-    platforms: tuple[str, ...],
-    chunk_size: int,
+    tls: TlsFlags,
+    transfer: CopyFlags,
     out: Path,
     split: str | None,
     as_json: bool,
@@ -404,9 +279,9 @@ def bundle_save(
     """Save images into an OCI layout (every blob once), named by their source reference.
     A .tar / .tar.zst gets OUT.sha256 beside it, or is cut into volumes with --split."""
     volume_size = parse_size(split) if split is not None else None
-    options = make_options(ca_file, insecure, plain_http, jobs, chunk_size)
+    options = registry_options(tls, transfer=transfer)
     refs = list(dict.fromkeys(gather(images, files, from_paths)))
-    with copying(options, jobs, platforms, len(refs)) as copy:
+    with copying(options, transfer, len(refs)) as copy:
         results, where = save_bundle(refs, out, copy, volume_size)
     if any(r.status == "failed" for r in results):
         warn(f"bundle not finished: rerun the same command to resume ({where} kept)")
@@ -415,10 +290,11 @@ def bundle_save(
 
 @bundle.command("load")
 @click.argument("bundle_path", metavar="BUNDLE", type=click.Path(path_type=Path))
-@target_options
-@registry_options
+@target_flags
+@tls_flags
+@copy_flags
 @output_option
-@credential_options
+@login_flags
 @click.option(
     "--lock",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -434,29 +310,20 @@ def bundle_save(
 def bundle_load(
     ctx: click.Context,
     bundle_path: Path,
-    to: str,
-    layout: str,
-    ca_file: Path | None,
-    insecure: tuple[str, ...],
-    plain_http: tuple[str, ...],
-    jobs: int,
-    platforms: tuple[str, ...],
-    chunk_size: int,
+    target: Target,
+    tls: TlsFlags,
+    transfer: CopyFlags,
     output: str,
-    username: str | None,
-    password_stdin: bool,
+    login: LoginFlags,
     lock: Path | None,
     tmp_dir: Path | None,
 ) -> None:
     """Push a bundle's images into the private registry."""
-    dest = Destination.parse(to)
-    options = make_options(
-        ca_file, insecure, plain_http, jobs, chunk_size, dest.registry, username, password_stdin
-    )
+    options = registry_options(tls, login, target.registry, transfer)
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
-    with copying(options, jobs, platforms, None) as copy:
-        results = load_bundle(bundle_path, dest, layout, copy, tmp_dir)
+    with copying(options, transfer, None) as copy:
+        results = load_bundle(bundle_path, target, copy, tmp_dir)
     ctx.exit(summarise(results, output, update_lock(lock_path, results)))
 
 

@@ -6,6 +6,7 @@ from kferry.name.reference import (
     InvalidReference,
     Reference,
     canonical,
+    is_digest,
     parse,
     try_parse,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "InvalidReference",
     "Reference",
     "canonical",
+    "is_digest",
     "parse",
     "try_parse",
 ]

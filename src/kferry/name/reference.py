@@ -35,6 +35,7 @@ __all__ = [
     "InvalidReference",
     "Reference",
     "canonical",
+    "is_digest",
     "parse",
     "try_parse",
 ]
@@ -108,11 +109,28 @@ class Reference:
             out += f"@{self.digest}"
         return out
 
+    @property
+    def digest_algorithm(self) -> str | None:
+        """``sha256`` for ``...@sha256:...``; None without a digest."""
+        return self.digest.partition(":")[0] if self.digest else None
+
     def with_digest(self, digest: str | None) -> Reference:
         return Reference(self.domain, self.path, self.tag, digest)
 
+    def at(self, identifier: str) -> Reference:
+        """This repository at a tag or a digest (what a registry API path names)."""
+        if is_digest(identifier):
+            return Reference(self.domain, self.path, None, identifier)
+        return Reference(self.domain, self.path, identifier, None)
+
     def __str__(self) -> str:
         return self.canonical
+
+
+def is_digest(identifier: str) -> bool:
+    """A manifest identifier (a tag or ``algorithm:hex``) names a digest: a tag never holds a
+    ``:`` (grammar above), a digest always does."""
+    return ":" in identifier
 
 
 def _split_domain(name: str) -> tuple[str, str]:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from kferry.errors import InputError
 from kferry.name import InvalidReference, Reference, parse
 
-LAYOUTS = ("keep", "drop-host", "flat")
 _COMPONENT_BAD = re.compile(r"[^a-z0-9._-]+")
 _EDGE = re.compile(r"^[._-]+|[._-]+$")
 _SEPARATOR_RUN = re.compile(r"[._-]{2,}")
@@ -34,15 +34,28 @@ class PlanError(InputError):
     """A target that cannot be planned (bad --to, collision, irreversible flat name)."""
 
 
+class Layout(StrEnum):
+    """How a source repository is named below the project (see the module docstring)."""
+
+    KEEP = "keep"
+    DROP_HOST = "drop-host"
+    FLAT = "flat"
+
+
+LAYOUTS = tuple(layout.value for layout in Layout)
+
+
 @dataclass(frozen=True, slots=True)
-class Destination:
-    """``--to``: a registry host (with port) and a project path below it (may be empty)."""
+class Target:
+    """Where images go: ``--to`` (a registry host with port and a project path below it,
+    which may be empty) and ``--layout``, how each source is named there."""
 
     registry: str
     project: str
+    layout: Layout = Layout.KEEP
 
     @classmethod
-    def parse(cls, text: str) -> Destination:
+    def parse(cls, text: str, layout: Layout | str = Layout.KEEP) -> Target:
         raw = text.strip().rstrip("/")
         for scheme in ("https://", "http://"):
             if raw.startswith(scheme):
@@ -58,7 +71,12 @@ class Destination:
             raise PlanError(
                 f"--to {text!r}: {registry!r} is not a registry host (give HOST[:PORT]/PROJECT)"
             )
-        return cls(registry, project)
+        try:
+            return cls(registry, project, Layout(layout))
+        except ValueError:
+            raise PlanError(
+                f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})"
+            ) from None
 
     def __str__(self) -> str:
         return f"{self.registry}/{self.project}" if self.project else self.registry
@@ -99,16 +117,14 @@ def unflatten(name: str) -> str:
     return "/".join([host, *path])
 
 
-def plan_one(source: Reference, to: Destination, layout: str = "keep") -> Reference:
+def plan_one(source: Reference, to: Target) -> Reference:
     prefix = [to.project] if to.project else []
-    if layout == "keep":
+    if to.layout is Layout.KEEP:
         path = "/".join([*prefix, host_component(source.domain), source.path])
-    elif layout == "drop-host":
+    elif to.layout is Layout.DROP_HOST:
         path = "/".join([*prefix, source.path])
-    elif layout == "flat":
-        path = "/".join([*prefix, flat_name(source)])
     else:
-        raise PlanError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+        path = "/".join([*prefix, flat_name(source)])
     text = f"{to.registry}/{path}"
     try:
         target = parse(text)
@@ -117,7 +133,7 @@ def plan_one(source: Reference, to: Destination, layout: str = "keep") -> Refere
     return Reference(target.domain, target.path, source.tag, source.digest)
 
 
-def plan(sources: Iterable[Reference], to: Destination, layout: str = "keep") -> list[Planned]:
+def plan(sources: Iterable[Reference], to: Target) -> list[Planned]:
     """Plan every source (deduplicated, in order); collisions are an error naming both."""
     out: list[Planned] = []
     seen: dict[str, Reference] = {}
@@ -126,11 +142,11 @@ def plan(sources: Iterable[Reference], to: Destination, layout: str = "keep") ->
         if source.canonical in seen:
             continue
         seen[source.canonical] = source
-        target = plan_one(source, to, layout)
+        target = plan_one(source, to)
         other = by_target.get(target.repository)
         if other is not None and other.repository != source.repository:
             raise PlanError(
-                f"layout {layout}: {other.repository} and {source.repository} would both be "
+                f"layout {to.layout}: {other.repository} and {source.repository} would both be "
                 f"mirrored to {target.repository}; use --layout keep"
             )
         by_target[target.repository] = source

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kferry import scratch
 from kferry.atomic import atomic_write
 from kferry.errors import InputError, KferryError
-from kferry.name import InvalidReference, parse
+from kferry.name import InvalidReference, Reference, parse
 
 LOCK_NAME = "kferry.lock.json"
 LOCK_VERSION = 1
@@ -28,35 +29,100 @@ MAX_LOCK_BYTES = 64 << 20
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def _check_entry(name: str, i: int, entry: Any) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class LockEntry:
+    """One image as copied: from where, to where, and what it is (``source_digest`` when a
+    platform filter changed the digest)."""
+
+    source: Reference
+    target: Reference
+    digest: str
+    media_type: str = ""
+    size: int = 0
+    source_digest: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "source": self.source.canonical,
+            "target": self.target.canonical,
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "size": self.size,
+        }
+        if self.source_digest and self.source_digest != self.digest:
+            entry["sourceDigest"] = self.source_digest
+        return entry
+
+
+class Lock(Mapping[str, LockEntry]):
+    """The entries of a lock file by canonical source reference."""
+
+    def __init__(self, entries: Iterable[LockEntry] = ()) -> None:
+        self._by_source = {e.source.canonical: e for e in entries}
+
+    def __getitem__(self, source: str) -> LockEntry:
+        return self._by_source[source]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_source)
+
+    def __len__(self) -> int:
+        return len(self._by_source)
+
+    def entry(self, source: Reference) -> LockEntry | None:
+        return self._by_source.get(source.canonical)
+
+    def merged(self, entries: Iterable[LockEntry]) -> Lock:
+        """This lock with ``entries`` added (same source = replaced)."""
+        return Lock([*self.values(), *entries])
+
+    def documents(self) -> dict[str, dict[str, Any]]:
+        """Each entry as written in the file, by source (for readers of that shape)."""
+        return {k: e.to_json() for k, e in self._by_source.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": LOCK_VERSION,
+            "images": [self._by_source[k].to_json() for k in sorted(self._by_source)],
+        }
+
+
+def _reference(where: str, value: Any) -> Reference:
+    if not isinstance(value, str):
+        raise InputError(f"{where}: not a string")
+    try:
+        return parse(value)
+    except InvalidReference as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _entry(name: str, i: int, entry: Any) -> LockEntry:
     where = f"{name}: images[{i}]"
     if not isinstance(entry, dict) or not {"source", "target", "digest"} <= entry.keys():
         raise InputError(f"{where} lacks source, target or digest")
-    for key in ("source", "target"):
-        value = entry[key]
-        if not isinstance(value, str):
-            raise InputError(f"{where}.{key}: not a string")
-        try:
-            parse(value)
-        except InvalidReference as exc:
-            raise InputError(f"{where}.{key}: {exc}") from None
+    source = _reference(f"{where}.source", entry["source"])
+    target = _reference(f"{where}.target", entry["target"])
     for key in ("digest", "sourceDigest"):
         if key in entry and (not isinstance(entry[key], str) or not _DIGEST.fullmatch(entry[key])):
             raise InputError(f"{where}.{key}: {entry[key]!r} is not a sha256 digest")
-    if "size" in entry and (not isinstance(entry["size"], int) or entry["size"] < 0):
+    size = entry.get("size", 0)
+    if not isinstance(size, int) or size < 0:
         raise InputError(f"{where}.size: not a size in bytes")
-    if "mediaType" in entry and not isinstance(entry["mediaType"], str):
+    media_type = entry.get("mediaType", "")
+    if not isinstance(media_type, str):
         raise InputError(f"{where}.mediaType: not a string")
-    return entry
+    return LockEntry(
+        source, target, entry["digest"], media_type, size, entry.get("sourceDigest", "")
+    )
 
 
-def read_lock(path: Path) -> dict[str, dict[str, Any]]:
+def read_lock(path: Path) -> Lock:
     """Entries by canonical source reference; an absent file is an empty lock."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_LOCK_BYTES + 1)
     except FileNotFoundError:
-        return {}
+        return Lock()
     except IsADirectoryError:
         raise InputError(f"{path}: lock file is a directory") from None
     except OSError as exc:
@@ -81,15 +147,11 @@ def is_lock_document(doc: object) -> bool:
     )
 
 
-def lock_entries(name: str, doc: object) -> dict[str, dict[str, Any]]:
+def lock_entries(name: str, doc: object) -> Lock:
     """The entries of a parsed lock document, by source; ``name`` is what errors call it."""
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise InputError(f"{name}: not a kferry lock file (no 'images' list)")
-    out: dict[str, dict[str, Any]] = {}
-    for i, entry in enumerate(doc["images"]):
-        entry = _check_entry(name, i, entry)
-        out[str(entry["source"])] = entry
-    return out
+    return Lock(_entry(name, i, entry) for i, entry in enumerate(doc["images"]))
 
 
 def check_lock(path: Path) -> None:
@@ -99,16 +161,15 @@ def check_lock(path: Path) -> None:
     read_lock(path)
 
 
-def write_lock(path: Path, entries: Iterable[dict[str, Any]]) -> None:
+def write_lock(path: Path, entries: Iterable[LockEntry]) -> Lock:
     """Merge ``entries`` into the lock at ``path`` (same source = replaced), atomically,
-    holding the lock file's lock (waits for another run that holds it)."""
+    holding the lock file's lock (waits for another run that holds it); returns the lock as
+    written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise KferryError(f"{path.parent}: cannot create: {exc.strerror or exc}") from None
     with scratch.exclusive(path.with_name(f".{path.name}.kferry-lock"), str(path), wait=True):
-        merged = read_lock(path)
-        for e in entries:
-            merged[str(e["source"])] = e
-        doc = {"version": LOCK_VERSION, "images": [merged[k] for k in sorted(merged)]}
-        atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode())
+        merged = read_lock(path).merged(entries)
+        atomic_write(path, (json.dumps(merged.to_json(), indent=2) + "\n").encode())
+    return merged

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kferry.name import Reference
-from kferry.plan.layout import Destination, PlanError, host_component
+from kferry.plan.layout import Layout, PlanError, Target, host_component
 
 # Hosts Kubeflow pulls from, for configuration without an image list.
 COMMON_REGISTRIES = (
@@ -23,14 +23,14 @@ COMMON_REGISTRIES = (
 _SERVERS = {"docker.io": "https://registry-1.docker.io"}
 
 
-def _mirror_path(host: str, to: Destination, layout: str) -> str:
-    if layout == "flat":
+def _mirror_path(host: str, to: Target) -> str:
+    if to.layout is Layout.FLAT:
         raise PlanError(
             "--layout flat renames repositories, which registry mirror configuration cannot "
             "express; use keep or drop-host for images that need node mirroring"
         )
     parts = [to.project] if to.project else []
-    if layout == "keep":
+    if to.layout is Layout.KEEP:
         parts.append(host_component(host))
     return "/".join(parts)
 
@@ -42,8 +42,7 @@ def source_hosts(images: Iterable[Reference]) -> list[str]:
 
 def containerd_hosts(
     hosts: Iterable[str],
-    to: Destination,
-    layout: str,
+    to: Target,
     ca_path: str | None = None,
     *,
     plain_http: bool = False,
@@ -54,7 +53,7 @@ def containerd_hosts(
     out = {}
     scheme = "http" if plain_http else "https"
     for host in hosts:
-        path = _mirror_path(host, to, layout)
+        path = _mirror_path(host, to)
         url = f"{scheme}://{to.registry}/v2" + (f"/{path}" if path else "")
         lines = [
             "# written by kferry mirror-config: pull from the private registry first",
@@ -70,15 +69,13 @@ def containerd_hosts(
     return out
 
 
-def crio_registries(
-    hosts: Iterable[str], to: Destination, layout: str, *, plain_http: bool = False
-) -> str:
+def crio_registries(hosts: Iterable[str], to: Target, *, plain_http: bool = False) -> str:
     """A registries.conf (v2) drop-in mirroring each host to the private registry.
     ``plain_http``: the mirror is marked ``insecure = true`` (containers/image then speaks
     plain HTTP to it, and skips TLS verification)."""
     blocks = ["# written by kferry mirror-config: pull from the private registry first"]
     for host in hosts:
-        path = _mirror_path(host, to, layout)
+        path = _mirror_path(host, to)
         location = f"{to.registry}/{path}" if path else to.registry
         mirror = f'[[registry.mirror]]\nlocation = "{location}"'
         if plain_http:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from kferry.name import Reference
-from kferry.plan import Destination, PlanError, plan_one
+from kferry.plan import PlanError, Target, plan_one
 from kferry.report.model import PlatformSize, Row
 from kferry.transfer.errors import NotFound, RegistryError
 from kferry.transfer.media import INDEX_TYPES, Manifest, ManifestError
@@ -107,11 +107,9 @@ def _measure(registries: Registries, hosts: _Hosts, row: Row, platforms: Sequenc
         row.size = size
 
 
-def _presence(
-    registries: Registries, hosts: _Hosts, row: Row, to: Destination, layout: str
-) -> None:
+def _presence(registries: Registries, hosts: _Hosts, row: Row, to: Target) -> None:
     try:
-        target = plan_one(row.reference, to, layout)
+        target = plan_one(row.reference, to)
     except PlanError as exc:
         row.presence, row.presence_note = "unknown", str(exc)
         return
@@ -144,8 +142,7 @@ def measure(
     rows: Sequence[Row],
     registries: Registries,
     platforms: Sequence[str] = (),
-    to: Destination | None = None,
-    layout: str = "keep",
+    to: Target | None = None,
     jobs: int = 8,
 ) -> list[str]:
     """Fill sizes, digests and (with ``to``) presence in place; returns one warning per host
@@ -155,7 +152,7 @@ def measure(
     def one(row: Row) -> None:
         _measure(registries, hosts, row, platforms)
         if to is not None:
-            _presence(registries, hosts, row, to, layout)
+            _presence(registries, hosts, row, to)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, rows))

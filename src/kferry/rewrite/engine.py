@@ -15,13 +15,12 @@ import posixpath
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kferry.discover.model import Finding, Part
 from kferry.errors import InputError
 from kferry.load.source import Source
-from kferry.name import Reference, parse
-from kferry.plan import Destination, plan, plan_one
+from kferry.name import Reference
+from kferry.plan import Lock, Target, plan, plan_one
 from kferry.rewrite.edits import Edit, Locator
 from kferry.rewrite.insert import set_args, set_envs
 from kferry.rewrite.textmap import LineIndex
@@ -34,27 +33,22 @@ class RewriteError(InputError):
 class Targeter:
     """Source reference -> the text to write for its target (plan, lock, ``--pin-digests``)."""
 
-    def __init__(
-        self, to: Destination, layout: str, lock: dict[str, dict[str, Any]] | None, pin: bool
-    ) -> None:
-        self.to, self.layout, self.lock, self.pin = to, layout, lock or {}, pin
+    def __init__(self, to: Target, lock: Lock | None, pin: bool) -> None:
+        self.to, self.lock, self.pin = to, lock or Lock(), pin
 
     def check(self, sources: Iterable[Reference]) -> None:
-        plan(sources, self.to, self.layout)  # collisions are an error naming both sources
+        plan(sources, self.to)  # collisions are an error naming both sources
 
     def target(self, source: Reference) -> Reference:
-        entry = self.lock.get(source.canonical)
-        if entry is not None:
-            target = parse(str(entry["target"]))
-        else:
-            target = plan_one(source, self.to, self.layout)
+        entry = self.lock.entry(source)
+        target = entry.target if entry is not None else plan_one(source, self.to)
         if self.pin:
             if entry is None:
                 raise RewriteError(
                     f"--pin-digests: {source.canonical} is not in the lock file; "
                     "run kferry mirror (or bundle load) first"
                 )
-            target = target.with_digest(str(entry["digest"]))
+            target = target.with_digest(entry.digest)
         return target
 
     def text(self, source: Reference) -> str:

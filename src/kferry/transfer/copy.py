@@ -16,13 +16,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
 
 from kferry.errors import KferryError
 from kferry.name import Reference
-from kferry.plan import Planned
+from kferry.plan import LockEntry, Planned
 from kferry.transfer.errors import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.media import (
+    COPYABLE_DIGEST,
     INDEX_TYPES,
     MAX_INDEX_DEPTH,
     MAX_MANIFESTS_PER_IMAGE,
@@ -49,24 +49,20 @@ class ImageResult:
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
-    @property
-    def final_target(self) -> Reference:
-        """The target as pushed (by digest when the source was named by digest)."""
-        if self.target.digest and self.digest:
-            return self.target.with_digest(self.digest)
-        return self.target
-
-    def lock_entry(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "source": self.source.canonical,
-            "target": self.final_target.canonical,
-            "digest": self.digest,
-            "mediaType": self.media_type,
-            "size": self.size,
-        }
-        if self.source_digest and self.source_digest != self.digest:
-            entry["sourceDigest"] = self.source_digest
-        return entry
+    def lock_entry(self, target: Reference | None = None) -> LockEntry:
+        """What the lock records: the image at ``target`` (default: where it was copied),
+        by the digest copied when the target names a digest."""
+        where = target or self.target
+        if where.digest and self.digest:
+            where = where.with_digest(self.digest)
+        return LockEntry(
+            self.source,
+            where,
+            self.digest,
+            self.media_type,
+            self.size,
+            self.source_digest,
+        )
 
 
 class Progress:
@@ -158,6 +154,13 @@ class Copier:
 
     def _copy(self, result: ImageResult) -> None:
         src, dst = result.source, result.target
+        algorithm = src.digest_algorithm
+        if algorithm is not None and algorithm != COPYABLE_DIGEST:
+            raise RegistryError(
+                f"{src.canonical}: named by a {algorithm} digest; kferry copies images named by "
+                f"tag or by {COPYABLE_DIGEST} digest only (registries address manifests by "
+                f"{COPYABLE_DIGEST}): name it by its tag or its {COPYABLE_DIGEST} digest"
+            )
         top = self.source.get_manifest(src)
         result.source_digest = top.digest
         if src.digest and top.digest != src.digest:
@@ -184,7 +187,7 @@ class Copier:
             + sum(b.size for b in blobs.values() if not b.foreign)
         )
 
-        existing = self.sink.manifest_digest(_at(dst, ident))
+        existing = self.sink.manifest_digest(dst.at(ident))
         if existing == top.digest:
             result.status = "skipped"
             result.bytes_skipped = result.size
@@ -204,8 +207,8 @@ class Copier:
         if errors:
             raise errors[0]  # type: ignore[misc]
         for child in children:
-            self.sink.put_manifest(_at(dst, child.digest), child.digest, child)
-        self.sink.put_manifest(_at(dst, ident), ident, top, top=True)
+            self.sink.put_manifest(dst.at(child.digest), child.digest, child)
+        self.sink.put_manifest(dst.at(ident), ident, top, top=True)
         result.status = "copied"
 
     def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
@@ -273,9 +276,3 @@ class Copier:
             else:
                 result.bytes_skipped += blob.size
                 self.progress.bytes_done(blob.size)
-
-
-def _at(ref: Reference, identifier: str) -> Reference:
-    if identifier.startswith("sha256:"):
-        return Reference(ref.domain, ref.path, None, identifier)
-    return Reference(ref.domain, ref.path, identifier, None)

@@ -35,6 +35,9 @@ ACCEPT = ", ".join(
 # distribution refuses manifests above 4 MiB (registry/handlers/manifests.go maxManifestBodySize);
 # kferry reads no more than that from any registry or bundle.
 MAX_MANIFEST_BYTES = 4 << 20
+# The digest algorithm kferry copies and verifies: the one registries and OCI layouts
+# address content by (a reference may name sha384/sha512; such an image is refused).
+COPYABLE_DIGEST = "sha256"
 MAX_INDEX_DEPTH = 8
 MAX_MANIFESTS_PER_IMAGE = 4096
 

@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from kferry.name import is_digest
 from kferry.transfer import transport
 from kferry.transfer.auth import SCOPES, RegistryAuth, parse_challenge
 from kferry.transfer.errors import (
@@ -153,14 +154,14 @@ class Registry:
             headers={"Accept": ACCEPT},
             stream=True,
         )
-        where = f"{self.host}/{repo}{'@' if ref.startswith('sha256:') else ':'}{ref}"
+        where = f"{self.host}/{repo}{'@' if is_digest(ref) else ':'}{ref}"
         if resp.status_code == 404:
             resp.close()
             raise NotFound(f"{where}: not found (no such repository, tag or digest)")
         self._check(resp, where)
         raw = self._read_capped(resp, MAX_MANIFEST_BYTES, where, "manifest")
         manifest = parse_manifest(raw, resp.headers.get("Content-Type"), where)
-        if ref.startswith("sha256:") and manifest.digest != ref:
+        if is_digest(ref) and manifest.digest != ref:
             raise DigestMismatch(f"{where}: registry sent a manifest with digest {manifest.digest}")
         return manifest
 
