@@ -351,6 +351,7 @@ def _b64url_decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
+@pytest.mark.registry
 @pytest.mark.parametrize(
     ("algorithm", "mode"), [("RS256", "kid"), ("ES256", "x5c"), ("RS256", "x5c")]
 )
