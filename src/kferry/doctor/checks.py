@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kferry.name import try_parse
+from kferry.objref import object_ref, ref_of
 
 PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
@@ -64,11 +65,6 @@ class Finding:
         }
 
 
-def _ref(obj: dict[str, Any], kind: str | None = None) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{kind or obj.get('kind', '')}/{meta.get('namespace', '') or ''}/{meta.get('name', '')}"
-
-
 def token_request(core_v1: dict[str, Any]) -> Iterator[Finding]:
     names = {r.get("name") for r in core_v1.get("resources") or []}
     if "serviceaccounts/token" not in names:
@@ -97,7 +93,7 @@ def stale_webhooks(
                 resource = kind.lower()
                 yield Finding(
                     "error",
-                    f"{kind}//{name}",
+                    object_ref(kind, "", name),
                     f"webhook {hook.get('name')} calls service {key[0]}/{key[1]}, which does "
                     "not exist: every matching request fails",
                     f"kubectl delete {resource} {name}",
@@ -139,7 +135,7 @@ def outside_registry(objects: Iterable[dict[str, Any]], registry: str) -> Iterat
                 canonical = ref.canonical if ref else image
                 if not canonical.startswith(prefix) and not image.startswith(prefix):
                     ns = (obj.get("metadata") or {}).get("namespace", "")
-                    by_ns.setdefault(ns, {}).setdefault(canonical, set()).add(_ref(obj))
+                    by_ns.setdefault(ns, {}).setdefault(canonical, set()).add(ref_of(obj))
     for ns in sorted(by_ns):
         images = by_ns[ns]
         objects_ = sorted({o for objs in images.values() for o in objs})
@@ -174,7 +170,7 @@ def pull_failures(pods: Iterable[dict[str, Any]], registry: str | None) -> Itera
                     break
             yield Finding(
                 "error",
-                _ref(pod, "Pod"),
+                ref_of(pod, "Pod"),
                 f"{reason} for {image} in container {cs.get('name')}: {meaning} ({message[:200]})",
                 fix,
             )
@@ -193,7 +189,7 @@ def knative_skip(
             return
     yield Finding(
         "warning",
-        _ref(configmap, "ConfigMap"),
+        ref_of(configmap, "ConfigMap"),
         f"Knative resolves image tags itself and {host} is not in its tag-resolution skip "
         "list: revisions fail with x509 or unauthorized errors from the private registry",
         f"kferry rewrite (knative-skip-tag-resolution) or add {host} to "
