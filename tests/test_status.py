@@ -23,7 +23,6 @@ from kferry.status import (
     exit_code,
     follow,
     load_text,
-    parse_duration,
     polling,
 )
 from kferry.status.classify import (
@@ -32,7 +31,7 @@ from kferry.status.classify import (
     NO_STATUS_MESSAGE,
     parse_time,
 )
-from kferry.status.follow import EXIT_STILL_DEPLOYING, format_duration
+from kferry.status.follow import EXIT_STILL_DEPLOYING
 from kferry.status.rules import GENERIC_MESSAGES, PROGRESS_DEADLINE
 from tests.conftest import DATA, run_kferry
 
@@ -724,21 +723,3 @@ def test_polling_reads_then_sleeps() -> None:
     assert next(stream) == [DEPLOYING_OBJ]
     assert next(stream) == [READY_OBJ]
     assert slept == [0.5]
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90", 90), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("1.5m", 90), ("500ms", 0.5), ("0", 0)],
-)
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "soon", "5x", "m5", "-1s", "1h 30m"])
-def test_parse_duration_rejects(text: str) -> None:
-    with pytest.raises(InputError, match="not a duration"):
-        parse_duration(text)
-
-
-def test_format_duration() -> None:
-    assert [format_duration(s) for s in (0, 59, 900, 5400.4)] == ["0s", "59s", "15m", "1h30m"]

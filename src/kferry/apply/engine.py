@@ -21,7 +21,7 @@ from typing import Any
 
 from kferry.kube.client import Kube, KubeError
 from kferry.kube.discovery import Discovery, Resource
-from kferry.kube.objects import ref_of
+from kferry.objref import ref_of
 
 FIELD_MANAGER = "kferry"
 WEBHOOK_KINDS = frozenset({"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})

@@ -18,6 +18,7 @@ from typing import Any
 
 from kferry.doctor.pulls import pull_failures
 from kferry.kube.client import Kube, KubeError
+from kferry.objref import object_ref
 
 POLL_SECONDS = 1.0
 
@@ -81,7 +82,7 @@ def wait_deployments(
     ``timeout`` passes. ``report(ref, state)`` is called whenever a Deployment's state
     changes (progress)."""
     deadline = time.monotonic() + timeout
-    pending = {f"Deployment/{ns}/{name}": (ns, name) for ns, name in deployments}
+    pending = {object_ref("Deployment", ns, name): (ns, name) for ns, name in deployments}
     last: dict[str, str] = {}
     done: dict[str, Rollout] = {}
     while pending:
@@ -137,7 +138,7 @@ def wait_deployments(
                 )
             break
         time.sleep(POLL_SECONDS)
-    order = [f"Deployment/{ns}/{name}" for ns, name in deployments]
+    order = [object_ref("Deployment", ns, name) for ns, name in deployments]
     return [done[ref] for ref in order if ref in done]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -12,22 +11,11 @@ from rich.progress import Progress as RichProgress
 
 from kferry.apply import PHASES, Applier, Progress
 from kferry.apply.rollout import Rollout, deployments_of, wait_deployments
-from kferry.cli.options import kube_options
+from kferry.cli.options import DURATION, kube_options
 from kferry.cli.output import output_option, print_json, stdout_console
-from kferry.errors import InputError
 from kferry.kube import Kube
 from kferry.kube.objects import as_dict
 from kferry.load import load_objects, read_sources
-
-
-def parse_duration(text: str) -> float:
-    """``300``, ``90s``, ``5m``, ``1h30m`` -> seconds."""
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise InputError(f"--timeout {text!r}: expected a duration such as 90s, 5m or 1h")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
 class _Bars(Progress):
@@ -49,8 +37,10 @@ class _Bars(Progress):
 @click.argument("paths", nargs=-1, metavar="[PATH|-]")
 @click.option(
     "--timeout",
+    type=DURATION,
     default="5m",
     show_default=True,
+    metavar="D",
     help="How long to wait for CRDs, kinds and webhook services.",
 )
 @click.option("--dry-run", is_flag=True, help="Server-side dry run: nothing is stored.")
@@ -78,7 +68,7 @@ class _Bars(Progress):
 def apply(
     ctx: click.Context,
     paths: tuple[str, ...],
-    timeout: str,
+    timeout: float,
     dry_run: bool,
     wait: bool,
     registry: str | None,
@@ -88,7 +78,6 @@ def apply(
     context: str | None,
 ) -> None:
     """Server-side apply (field manager kferry) in dependency order, with waits."""
-    seconds = parse_duration(timeout)
     objects, _ = load_objects(read_sources(paths or ("-",)))
     dicts = [as_dict(o) for o in objects if o.kind not in exclude]
     kube = Kube.connect(kubeconfig, context)
@@ -96,15 +85,15 @@ def apply(
         if sys.stderr.isatty():
             bars = _Bars()
             with bars.bars:
-                result = Applier(kube, timeout=seconds, dry_run=dry_run, progress=bars).run(dicts)
+                result = Applier(kube, timeout=timeout, dry_run=dry_run, progress=bars).run(dicts)
         else:
-            result = Applier(kube, timeout=seconds, dry_run=dry_run).run(dicts)
+            result = Applier(kube, timeout=timeout, dry_run=dry_run).run(dicts)
         rollouts: list[Rollout] = []
         if wait and not dry_run and not result.failed:
             rollouts = wait_deployments(
                 kube,
                 deployments_of(dicts, kube.namespace),
-                timeout=seconds,
+                timeout=timeout,
                 registry=registry,
                 report=lambda ref, state: click.echo(f"{ref}: {state}", err=True),
             )

@@ -9,8 +9,31 @@ from typing import Any, TypeVar
 import click
 
 from kferry.catalog import Catalog, catalog_files, load_catalog
+from kferry.duration import DurationError, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Duration(click.ParamType[float]):
+    """A ``--timeout``-style option in :mod:`kferry.duration`'s grammar, as seconds.
+
+    A bad value is a usage error (exit code 2) naming the option, before anything runs.
+    """
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except DurationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
 
 
 def kube_options(func: F) -> F:

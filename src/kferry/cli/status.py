@@ -10,8 +10,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from kferry.cli.options import kube_options
+from kferry.cli.options import DURATION, kube_options
 from kferry.cli.output import output_option, print_json, printable, stdout_console, warn
+from kferry.duration import format_duration
 from kferry.errors import InputError
 from kferry.kube import Kube
 from kferry.status import (
@@ -26,10 +27,8 @@ from kferry.status import (
     exit_code,
     follow,
     load_file,
-    parse_duration,
     select,
 )
-from kferry.status.follow import format_duration
 
 DEFAULT_WAIT_TIMEOUT = 15 * 60.0  # past the 10-minute Knative and Deployment progress deadlines
 STATE_STYLES = {READY: "green", FAILED: "red", DEPLOYING: "yellow"}
@@ -76,7 +75,7 @@ def _check_usage(
     file: str | None,
     watch: bool,
     wait: bool,
-    timeout: str | None,
+    timeout: float | None,
 ) -> float | None:
     """Refuse contradictory flags (exit code 2); the timeout in seconds for following."""
     if namespace is not None and all_namespaces:
@@ -89,7 +88,7 @@ def _check_usage(
         )
     if timeout is not None and not (watch or wait):
         raise InputError("--timeout applies to --wait and --watch")
-    seconds = parse_duration(timeout) if timeout is not None else None
+    seconds = timeout
     if seconds is None and wait:
         seconds = DEFAULT_WAIT_TIMEOUT
     return seconds
@@ -114,6 +113,7 @@ def _check_usage(
 )
 @click.option(
     "--timeout",
+    type=DURATION,
     metavar="D",
     help="How long --wait/--watch go on: 90s, 5m, 1h30m (--wait default: 15m).",
 )
@@ -128,7 +128,7 @@ def status(
     file: str | None,
     watch: bool,
     wait: bool,
-    timeout: str | None,
+    timeout: float | None,
     output: str,
     kubeconfig: Path | None,
     context: str | None,

@@ -12,11 +12,10 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from kferry.cli.options import kube_options
+from kferry.cli.options import DURATION, kube_options
 from kferry.cli.output import output_option, print_json, stdout_console, warn
 from kferry.errors import InputError
 from kferry.kube import Kube
-from kferry.status import parse_duration
 from kferry.users import (
     DEFAULT_NAMESPACE,
     AddResult,
@@ -50,6 +49,7 @@ def _dex_options(func: F) -> F:
 def _timeout_option(func: F) -> F:
     return click.option(
         "--timeout",
+        type=DURATION,
         default="5m",
         show_default=True,
         metavar="D",
@@ -166,7 +166,7 @@ def add(
     pull_secret: str | None,
     pull_secret_from: str,
     dex_namespace: str,
-    timeout: str,
+    timeout: float,
     output: str,
     kubeconfig: Path | None,
     context: str | None,
@@ -188,7 +188,6 @@ def add(
     check_email(email)
     if profile is not None:
         check_profile_name(profile)
-    seconds = parse_duration(timeout)
     password = _ask_password(email, password_stdin)
     kube = Kube.connect(kubeconfig, context)
     try:
@@ -201,9 +200,9 @@ def add(
             username=username,
             reset_password=reset_password,
             dex_namespace=dex_namespace,
-            timeout=seconds,
+            timeout=timeout,
         )
-        granted = grant(kube, secret, result.profile, seconds) if secret is not None else None
+        granted = grant(kube, secret, result.profile, timeout) if secret is not None else None
     finally:
         kube.close()
     _print_add(result, output, granted)
@@ -255,7 +254,7 @@ def list_cmd(dex_namespace: str, output: str, kubeconfig: Path | None, context: 
 def remove(
     email: str,
     dex_namespace: str,
-    timeout: str,
+    timeout: float,
     output: str,
     kubeconfig: Path | None,
     context: str | None,
@@ -265,10 +264,9 @@ def remove(
     Exit codes: 0 removed, 1 no such user or the cluster refused, 2 bad usage.
     """
     check_email(email)
-    seconds = parse_duration(timeout)
     kube = Kube.connect(kubeconfig, context)
     try:
-        result = remove_user(kube, email, dex_namespace=dex_namespace, timeout=seconds)
+        result = remove_user(kube, email, dex_namespace=dex_namespace, timeout=timeout)
     finally:
         kube.close()
     _print_remove(result, output)
@@ -309,7 +307,9 @@ def _print_check(result: LoginResult, output: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Private CA (PEM) to trust for the site, in addition to the system CAs.",
 )
-@click.option("--timeout", default="30s", show_default=True, metavar="D", help="Per request.")
+@click.option(
+    "--timeout", type=DURATION, default="30s", show_default=True, metavar="D", help="Per request."
+)
 @_output_option
 @click.pass_context
 def check(
@@ -318,7 +318,7 @@ def check(
     url: str,
     password_stdin: bool,
     ca_file: Path | None,
-    timeout: str,
+    timeout: float,
     output: str,
 ) -> None:
     """Log in as EMAIL the way a browser does and say which hop breaks.
@@ -338,10 +338,9 @@ def check(
     2 bad usage.
     """
     check_email(email)
-    seconds = parse_duration(timeout)
     if ca_file is not None and not ca_file.is_file():
         raise InputError(f"--ca-file {ca_file}: no such file")
     password = _ask_password(email, password_stdin, confirm=False)
-    result = check_login(url, email, password, ca_file=ca_file, timeout=seconds)
+    result = check_login(url, email, password, ca_file=ca_file, timeout=timeout)
     _print_check(result, output)
     ctx.exit(0 if result.ok else 1)

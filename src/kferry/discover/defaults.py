@@ -12,19 +12,20 @@ so rewrite reports the image as needing node mirror configuration.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 import yaml
 from packaging.version import Version
 
-from kferry.catalog import Catalog, Choice, DefaultEntry, DefaultOverride
+from kferry.catalog import Catalog, Choice, Component, DefaultEntry, DefaultOverride
 from kferry.catalog.defaults import parse_version
 from kferry.discover.heuristics import flag_name
 from kferry.discover.model import Assumption, Finding, Location, Override
 from kferry.discover.objects import Container, ObjectIndex, containers
-from kferry.load.documents import mapping_get, scalar_str, scalar_text
-from kferry.name import try_parse
+from kferry.load.documents import KubeObject, mapping_get, scalar_str, scalar_text
+from kferry.name import Reference, try_parse
 
 
 def _has_flag(container: Container, flag: str) -> bool:
@@ -121,17 +122,16 @@ def _finding(
     )
 
 
-def compiled_defaults(
-    catalog: Catalog, index: ObjectIndex
-) -> tuple[list[Finding], list[Assumption]]:
-    """Default images of every known controller, and the versions no rule covers."""
-    findings: list[Finding] = []
-    assumptions: list[Assumption] = []
+def _controllers(
+    catalog: Catalog, index: ObjectIndex, kinds: Collection[str]
+) -> Iterator[tuple[KubeObject, Container, Reference, list[tuple[Component, list[DefaultEntry]]]]]:
+    """Every container (with a parseable image) of the objects of ``kinds``, with the catalog
+    components that recognise it and their default entries: the one walk that
+    :func:`compiled_defaults` and :func:`coverage` share."""
     by_component: dict[str, list[DefaultEntry]] = {}
     for entry in catalog.defaults:
         by_component.setdefault(entry.component.id, []).append(entry)
     components = [c for c in catalog.components if c.id in by_component]
-    kinds = {k for c in components for k in c.kinds}
     for obj in index.objects:
         if obj.kind not in kinds:
             continue
@@ -140,35 +140,49 @@ def compiled_defaults(
             ref = try_parse(image) if image else None
             if ref is None:
                 continue
-            for component in components:
-                if obj.kind not in component.kinds or not component.detects(ref.path):
+            matched = [
+                (c, by_component[c.id])
+                for c in components
+                if obj.kind in c.kinds and c.detects(ref.path)
+            ]
+            yield obj, container, ref, matched
+
+
+def compiled_defaults(
+    catalog: Catalog, index: ObjectIndex
+) -> tuple[list[Finding], list[Assumption]]:
+    """Default images of every known controller, and the versions no rule covers."""
+    findings: list[Finding] = []
+    assumptions: list[Assumption] = []
+    kinds = {k for c in catalog.components for k in c.kinds}
+    for obj, container, ref, matched in _controllers(catalog, index, kinds):
+        for component, entries in matched:
+            version, placed = component.place(ref.tag)
+            added: list[str] = []
+            assumed_at: list[str] = []
+            any_assumed = False
+            for entry in entries:
+                choice = entry.choose(version)
+                any_assumed = any_assumed or choice.assumed
+                if choice.assumed and choice.rule is not None:
+                    assumed_at.append(choice.rule.last)
+                finding = _finding(entry, choice, version, ref.tag, container, index)
+                if finding is None:
                     continue
-                version, placed = component.place(ref.tag)
-                added: list[str] = []
-                assumed_at: list[str] = []
-                any_assumed = False
-                for entry in by_component[component.id]:
-                    choice = entry.choose(version)
-                    any_assumed = any_assumed or choice.assumed
-                    if choice.assumed and choice.rule is not None:
-                        assumed_at.append(choice.rule.last)
-                    finding = _finding(entry, choice, version, ref.tag, container, index)
-                    if finding is None:
-                        continue
-                    findings.append(finding)
-                    if choice.assumed and finding.reference is not None:
-                        added.append(finding.reference.canonical)
-                if any_assumed:
-                    assumptions.append(
-                        Assumption(
-                            component=component.name,
-                            object=obj.ref,
-                            seen=ref.tag or (f"@{ref.digest}" if ref.digest else "latest (no tag)"),
-                            placed=placed if version is None else "tag",
-                            rule_version=max(assumed_at, key=_order) if assumed_at else None,
-                            images=tuple(dict.fromkeys(added)),
-                        )
+                findings.append(finding)
+                if choice.assumed and finding.reference is not None:
+                    added.append(finding.reference.canonical)
+            if any_assumed:
+                assumptions.append(
+                    Assumption(
+                        component=component.name,
+                        object=obj.ref,
+                        seen=ref.tag or (f"@{ref.digest}" if ref.digest else "latest (no tag)"),
+                        placed=placed if version is None else "tag",
+                        rule_version=max(assumed_at, key=_order) if assumed_at else None,
+                        images=tuple(dict.fromkeys(added)),
                     )
+                )
     return findings, assumptions
 
 
@@ -199,53 +213,38 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 def coverage(catalog: Catalog, index: ObjectIndex) -> list[Coverage]:
     """Every workload container of a render, and how the catalog covers it."""
-    by_component: dict[str, list[DefaultEntry]] = {}
-    for entry in catalog.defaults:
-        by_component.setdefault(entry.component.id, []).append(entry)
-    components = [c for c in catalog.components if c.id in by_component]
     out: list[Coverage] = []
-    for obj in index.objects:
-        if obj.kind not in WORKLOAD_KINDS:
-            continue
-        for container in containers(obj):
-            image = scalar_str(mapping_get(container.node, "image"))
-            ref = try_parse(image) if image else None
-            if ref is None:
-                continue
-            matched = False
-            for component in components:
-                if obj.kind not in component.kinds or not component.detects(ref.path):
+    for obj, container, ref, matched in _controllers(catalog, index, WORKLOAD_KINDS):
+        for component, entries in matched:
+            version, _ = component.place(ref.tag)
+            statuses = []
+            rules = []
+            for entry in entries:
+                choice = entry.choose(version)
+                if choice.rule is None:
+                    statuses.append("none")
+                    rules.append(f"{entry.id}: no rule")
                     continue
-                matched = True
-                version, _ = component.place(ref.tag)
-                statuses = []
-                rules = []
-                for entry in by_component[component.id]:
-                    choice = entry.choose(version)
-                    if choice.rule is None:
-                        statuses.append("none")
-                        rules.append(f"{entry.id}: no rule")
-                        continue
-                    statuses.append("assumed" if choice.assumed else "exact")
-                    rules.append(f"{entry.id}: {choice.rule.span}")
-                status = (
-                    "none"
-                    if all(s == "none" for s in statuses)
-                    else "exact"
-                    if all(s == "exact" for s in statuses)
-                    else "assumed"
+                statuses.append("assumed" if choice.assumed else "exact")
+                rules.append(f"{entry.id}: {choice.rule.span}")
+            status = (
+                "none"
+                if all(s == "none" for s in statuses)
+                else "exact"
+                if all(s == "exact" for s in statuses)
+                else "assumed"
+            )
+            out.append(
+                Coverage(
+                    object=obj.ref,
+                    container=container.name,
+                    image=ref.canonical,
+                    component=component.name,
+                    version=str(version) if version is not None else None,
+                    status=status,
+                    rules=tuple(rules),
                 )
-                out.append(
-                    Coverage(
-                        object=obj.ref,
-                        container=container.name,
-                        image=ref.canonical,
-                        component=component.name,
-                        version=str(version) if version is not None else None,
-                        status=status,
-                        rules=tuple(rules),
-                    )
-                )
-            if not matched:
-                out.append(Coverage(obj.ref, container.name, ref.canonical, None, None, "unknown"))
+            )
+        if not matched:
+            out.append(Coverage(obj.ref, container.name, ref.canonical, None, None, "unknown"))
     return out

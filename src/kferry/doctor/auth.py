@@ -46,6 +46,7 @@ import yaml
 from kferry.doctor.checks import Finding
 from kferry.errors import KferryError
 from kferry.kube.client import Kube, KubeError
+from kferry.objref import object_ref
 from kferry.users.dex import DexInstall
 
 Obj = dict[str, Any]
@@ -72,10 +73,6 @@ def _decode(value: str | None) -> str | None:
         return base64.b64decode(value, validate=True).decode()
     except (binascii.Error, ValueError):
         return None
-
-
-def _ref(kind: str, namespace: str, name: str) -> str:
-    return f"{kind}/{namespace}/{name}"
 
 
 @dataclass
@@ -160,7 +157,7 @@ class _Env:
 
 def _oauth2_proxy(kube: Kube, workload: Obj) -> AuthService:
     namespace = str(workload["metadata"]["namespace"])
-    ref = _ref("Deployment", namespace, str(workload["metadata"]["name"]))
+    ref = object_ref("Deployment", namespace, str(workload["metadata"]["name"]))
     service = AuthService("oauth2-proxy", ref, workload)
     container = _container(workload, "oauth2-proxy")
     cfg: dict[str, Any] = {}
@@ -208,7 +205,9 @@ def _oauth2_proxy(kube: Kube, workload: Obj) -> AuthService:
 
 def _authservice(kube: Kube, workload: Obj) -> AuthService:
     namespace = str(workload["metadata"]["namespace"])
-    ref = _ref(str(workload.get("kind", "StatefulSet")), namespace, workload["metadata"]["name"])
+    ref = object_ref(
+        str(workload.get("kind", "StatefulSet")), namespace, workload["metadata"]["name"]
+    )
     service = AuthService("oidc-authservice", ref, workload)
     env = _Env(kube, namespace, _container(workload, "authservice"))
     service.where = dict(env.where)
@@ -297,7 +296,7 @@ def _issuer(chain: _Chain) -> str:
 
 def readiness(chain: _Chain) -> list[Finding]:
     out = []
-    dex_ref = _ref("Deployment", DEX_NAMESPACE, "dex")
+    dex_ref = object_ref("Deployment", DEX_NAMESPACE, "dex")
     if chain.dex_deployment is None:
         out.append(
             Finding(
@@ -359,7 +358,7 @@ def _envoy_filter(chain: _Chain, service: AuthService) -> list[Finding]:
         text = yaml.safe_dump(ef.get("spec") or {})
         if "ext_authz" not in text:
             continue
-        ref = _ref("EnvoyFilter", ef["metadata"].get("namespace", ""), ef["metadata"]["name"])
+        ref = object_ref("EnvoyFilter", ef["metadata"].get("namespace", ""), ef["metadata"]["name"])
         if host not in text:
             return [
                 Finding(
@@ -409,7 +408,7 @@ def _custom_policy(chain: _Chain, service: AuthService) -> list[Finding]:
     namespace = service.ref.split("/")[1]
     fqdn = f"oauth2-proxy.{namespace}.svc.cluster.local"
     for policy in custom:
-        ref = _ref(
+        ref = object_ref(
             "AuthorizationPolicy",
             policy["metadata"].get("namespace", ""),
             policy["metadata"]["name"],
@@ -475,7 +474,7 @@ def _jwt_issuers(chain: _Chain) -> dict[str, str]:
             ]
             if USERID_HEADER in headers:
                 meta = ra["metadata"]
-                out[str(rule.get("issuer"))] = _ref(
+                out[str(rule.get("issuer"))] = object_ref(
                     "RequestAuthentication", meta.get("namespace", ""), meta["name"]
                 )
     return out

@@ -13,39 +13,15 @@ as well as on a live API server (``kferry.doctor.run`` fetches them):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kferry.name import try_parse
+from kferry.objref import object_ref, ref_of
 
 PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
-# (pattern in the kubelet's message, what it means, what to do); first match wins
-PULL_REASONS = (
-    (
-        r"x509|certificate|tls:",
-        "the node does not trust the registry's TLS certificate",
-        "install the registry CA on the nodes (containerd certs.d/<host>/ca.crt); for Knative "
-        "services also run kferry rewrite (knative-skip-tag-resolution)",
-    ),
-    (
-        r"unauthorized|authentication required|401|403|denied|forbidden",
-        "the registry refused the node's credentials",
-        "add an imagePullSecret: kferry rewrite --fix pull-secret=NAME (and create the Secret)",
-    ),
-    (
-        r"not found|manifest unknown|404|name unknown|does not exist",
-        "the image is not in the registry",
-        "mirror it: {mirror}",
-    ),
-    (
-        r"i/o timeout|no such host|connection refused|dial tcp|context deadline",
-        "the node cannot reach the registry",
-        "check the reference's registry host, or configure node mirrors (kferry mirror-config)",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -62,11 +38,6 @@ class Finding:
             "finding": self.finding,
             "fix": self.fix,
         }
-
-
-def _ref(obj: dict[str, Any], kind: str | None = None) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{kind or obj.get('kind', '')}/{meta.get('namespace', '') or ''}/{meta.get('name', '')}"
 
 
 def token_request(core_v1: dict[str, Any]) -> Iterator[Finding]:
@@ -97,7 +68,7 @@ def stale_webhooks(
                 resource = kind.lower()
                 yield Finding(
                     "error",
-                    f"{kind}//{name}",
+                    object_ref(kind, "", name),
                     f"webhook {hook.get('name')} calls service {key[0]}/{key[1]}, which does "
                     "not exist: every matching request fails",
                     f"kubectl delete {resource} {name}",
@@ -139,7 +110,7 @@ def outside_registry(objects: Iterable[dict[str, Any]], registry: str) -> Iterat
                 canonical = ref.canonical if ref else image
                 if not canonical.startswith(prefix) and not image.startswith(prefix):
                     ns = (obj.get("metadata") or {}).get("namespace", "")
-                    by_ns.setdefault(ns, {}).setdefault(canonical, set()).add(_ref(obj))
+                    by_ns.setdefault(ns, {}).setdefault(canonical, set()).add(ref_of(obj))
     for ns in sorted(by_ns):
         images = by_ns[ns]
         objects_ = sorted({o for objs in images.values() for o in objs})
@@ -151,33 +122,6 @@ def outside_registry(objects: Iterable[dict[str, Any]], registry: str) -> Iterat
             + f" (in {', '.join(objects_)})",
             f"kferry mirror {' '.join(sorted(images))} --to {registry}, then kferry rewrite",
         )
-
-
-def pull_failures(pods: Iterable[dict[str, Any]], registry: str | None) -> Iterator[Finding]:
-    for pod in pods:
-        status = pod.get("status") or {}
-        for cs in (status.get("initContainerStatuses") or []) + (
-            status.get("containerStatuses") or []
-        ):
-            waiting = (cs.get("state") or {}).get("waiting") or {}
-            reason = waiting.get("reason")
-            if reason not in PULL_ERRORS:
-                continue
-            message = str(waiting.get("message") or "")
-            image = str(cs.get("image") or "")
-            meaning, fix = "the image could not be pulled", "see kubectl describe pod"
-            for pattern, what, todo in PULL_REASONS:
-                if re.search(pattern, message, re.I):
-                    meaning = what
-                    mirror = f"kferry mirror {image}" + (f" --to {registry}" if registry else "")
-                    fix = todo.format(mirror=mirror)
-                    break
-            yield Finding(
-                "error",
-                _ref(pod, "Pod"),
-                f"{reason} for {image} in container {cs.get('name')}: {meaning} ({message[:200]})",
-                fix,
-            )
 
 
 def knative_skip(
@@ -193,7 +137,7 @@ def knative_skip(
             return
     yield Finding(
         "warning",
-        _ref(configmap, "ConfigMap"),
+        ref_of(configmap, "ConfigMap"),
         f"Knative resolves image tags itself and {host} is not in its tag-resolution skip "
         "list: revisions fail with x509 or unauthorized errors from the private registry",
         f"kferry rewrite (knative-skip-tag-resolution) or add {host} to "

@@ -26,6 +26,7 @@ from typing import Any
 
 from kferry.doctor.checks import PULL_ERRORS, Finding
 from kferry.name import try_parse
+from kferry.objref import ref_of
 
 _HOST_PART = re.compile(r"^(?:localhost|[^/]*[.:][^/]*)(?:/|$)")
 _X509 = re.compile(r"x509:|certificate signed by unknown authority|tls: ", re.I)
@@ -167,7 +168,6 @@ def pull_failures(
             for key in ("initContainers", "containers")
             for c in spec.get(key) or []
         }
-        meta = pod.get("metadata") or {}
         for cs in (status.get("initContainerStatuses") or []) + (
             status.get("containerStatuses") or []
         ):
@@ -181,7 +181,7 @@ def pull_failures(
             meaning, fix = explain(image, message, pod, registry, lock or {})
             yield Finding(
                 "error",
-                f"Pod/{meta.get('namespace', '')}/{meta.get('name', '')}",
+                ref_of(pod, "Pod"),
                 f"{reason} for {image} in container {name}: {meaning} (kubelet: {message[:300]})",
                 fix,
             )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -64,7 +64,7 @@ def enabled_fixes(on: Sequence[str], off: Sequence[str], knative: bool) -> dict[
     chosen: dict[str, str | None] = {}
     for name, spec in catalog.items():
         if spec.get("default") and not spec.get("takes_value"):
-            if name == "knative-skip-tag-resolution" and not knative:
+            if not knative and name in FIXES and "knative" in FIXES[name].needs:
                 continue
             chosen[name] = None
     for item in on:
@@ -83,6 +83,54 @@ def enabled_fixes(on: Sequence[str], off: Sequence[str], knative: bool) -> dict[
     return chosen
 
 
+@dataclass(frozen=True)
+class FixInput:
+    """What a fix may read: the loaded objects, their documents' locators, the private
+    registry (``--to``), the discovered findings, and the fix's own ``--fix NAME=VALUE``."""
+
+    objects: Sequence[KubeObject]
+    locators: dict[str, Locator]
+    registry: str | None
+    findings: Sequence[Finding]
+    value: str | None = None
+
+
+class Fix(Protocol):
+    """One fix: its catalog name (its facts and citations stay in ``fixes.yaml``), what it
+    needs before it can run, and how it edits."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs(self) -> frozenset[str]: ...
+
+    def ready(self, given: FixInput) -> bool:
+        """Whether what it needs is there (otherwise it is skipped, as before)."""
+        ...
+
+    def apply(self, spec: dict[str, Any], given: FixInput, result: FixResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A :class:`Fix` from a function; ``needs`` names inputs that must be present:
+    ``registry`` (``--to``), ``value`` (``--fix NAME=VALUE``), ``knative`` (on by default
+    only for a render with Knative)."""
+
+    name: str
+    run: Callable[[dict[str, Any], FixInput, FixResult], None]
+    needs: frozenset[str] = frozenset()
+
+    def ready(self, given: FixInput) -> bool:
+        return ("registry" not in self.needs or bool(given.registry)) and (
+            "value" not in self.needs or bool(given.value)
+        )
+
+    def apply(self, spec: dict[str, Any], given: FixInput, result: FixResult) -> None:
+        self.run(spec, given, result)
+
+
 def apply_fixes(
     chosen: dict[str, str | None],
     objects: Sequence[KubeObject],
@@ -93,18 +141,10 @@ def apply_fixes(
     result = FixResult()
     catalog = _catalog()
     for name, value in chosen.items():
-        spec = catalog[name]
-        if name == "insecure-cookies":
-            _insecure_cookies(spec, objects, locators, result)
-        elif name == "istio-first-party-jwt":
-            _first_party_jwt(spec, objects, locators, result)
-        elif name == "knative-skip-tag-resolution":
-            if registry:
-                _knative_skip(spec, objects, locators, registry, result)
-        elif name == "serving-runtime-full-host":
-            _full_host(spec, findings, result)
-        elif name == "pull-secret" and value:
-            _pull_secret(value, objects, locators, findings, result)
+        handler = FIXES.get(name)
+        given = FixInput(objects, locators, registry, findings, value)
+        if handler is not None and handler.ready(given):
+            handler.apply(catalog[name], given, result)
     return result
 
 
@@ -363,3 +403,34 @@ def _pod_specs(node: yaml.Node) -> list[yaml.MappingNode]:
         elif isinstance(cur, yaml.SequenceNode):
             stack.extend(cur.value)
     return out
+
+
+# The fixes kferry knows how to apply, by their catalog name (catalog/data/fixes.yaml); a
+# catalog entry without a handler here is accepted by --fix and changes nothing.
+FIXES: dict[str, Fix] = {
+    h.name: h
+    for h in (
+        Handler(
+            "insecure-cookies",
+            lambda spec, g, r: _insecure_cookies(spec, g.objects, g.locators, r),
+        ),
+        Handler(
+            "istio-first-party-jwt",
+            lambda spec, g, r: _first_party_jwt(spec, g.objects, g.locators, r),
+        ),
+        Handler(
+            "knative-skip-tag-resolution",
+            lambda spec, g, r: _knative_skip(spec, g.objects, g.locators, g.registry or "", r),
+            frozenset({"registry", "knative"}),
+        ),
+        Handler(
+            "serving-runtime-full-host",
+            lambda spec, g, r: _full_host(spec, g.findings, r),
+        ),
+        Handler(
+            "pull-secret",
+            lambda spec, g, r: _pull_secret(g.value or "", g.objects, g.locators, g.findings, r),
+            frozenset({"value"}),
+        ),
+    )
+}

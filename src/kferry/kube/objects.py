@@ -30,8 +30,3 @@ _Constructor.add_constructor(  # type: ignore[type-var]  # stubs expect a Loader
 def as_dict(obj: KubeObject) -> dict[str, Any]:
     data: dict[str, Any] = _Constructor().construct_document(obj.node)
     return data
-
-
-def ref_of(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{obj.get('kind', '')}/{meta.get('namespace', '') or ''}/{meta.get('name', '')}"

@@ -25,6 +25,7 @@ import yaml
 
 from kferry.errors import InputError
 from kferry.load.source import Source
+from kferry.objref import object_ref
 
 try:  # libyaml is the fast path; the pure-Python loader keeps kferry working without it
     from yaml import CSafeLoader as _Loader
@@ -127,7 +128,7 @@ class KubeObject:
     @property
     def ref(self) -> str:
         """``Kind/namespace/name`` (namespace empty for cluster-scoped objects)."""
-        return f"{self.kind}/{self.namespace}/{self.name}"
+        return object_ref(self.kind, self.namespace, self.name)
 
     def where(self) -> str:
         suffix = f", items[{self.item}]" if self.item is not None else ""

@@ -16,7 +16,6 @@ from kferry.status.follow import (
     evaluate,
     exit_code,
     follow,
-    parse_duration,
 )
 from kferry.status.inputs import Loaded, load_file, load_text
 from kferry.status.source import Selector, cluster_read, cluster_snapshots, polling, select
@@ -42,7 +41,6 @@ __all__ = [
     "follow",
     "load_file",
     "load_text",
-    "parse_duration",
     "polling",
     "select",
 ]

@@ -7,7 +7,6 @@ A failure wins over a timeout: a failed service is the more useful news.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -113,24 +112,3 @@ def follow(
         if timeout is not None and clock() - start >= timeout:
             return Outcome(results, timed_out=True)
     return Outcome(results, timed_out=False)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``5m``, ``1h30m``, ``1.5m``, ``500ms`` -> seconds (Go/kubectl style)."""
-    t = text.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", t):
-        return float(t)
-    if t and _DURATION.sub("", t) == "" and _DURATION.match(t):
-        return sum(float(n) * _UNIT[u] for n, u in _DURATION.findall(t))
-    raise InputError(f"--timeout {text!r}: not a duration (examples: 90s, 5m, 1h30m)")
-
-
-def format_duration(seconds: float) -> str:
-    whole = round(seconds)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v) or "0s"

@@ -22,6 +22,7 @@ import yaml
 from kferry.errors import InputError
 from kferry.load.documents import yaml_error
 from kferry.load.source import decode, read_capped
+from kferry.objref import ref_of
 
 try:  # libyaml when PyYAML was built with it
     from yaml import CSafeLoader as _Loader
@@ -134,12 +135,6 @@ def _items(name: str, docs: list[Any]) -> Iterator[tuple[str, Obj]]:
             yield f"{where}, items[{i}]", item
 
 
-def _ref(obj: Obj) -> str:
-    meta = obj.get("metadata")
-    meta = meta if isinstance(meta, Mapping) else {}
-    return f"{obj.get('kind')}/{meta.get('namespace') or ''}/{meta.get('name') or ''}"
-
-
 def _key(obj: Obj) -> tuple[str, str] | None:
     meta = obj.get("metadata")
     if not isinstance(meta, Mapping) or not meta.get("name"):
@@ -168,7 +163,7 @@ def load_text(name: str, text: str) -> Loaded:
             raise InputError(f"{where}: not a Kubernetes object: no 'kind' and no 'status'")
         else:
             others.append(str(kind))
-            loaded.warnings.append(f"{where}: skipping {_ref(obj)}: not an InferenceService")
+            loaded.warnings.append(f"{where}: skipping {ref_of(obj)}: not an InferenceService")
     if others and not loaded.objects:
         kinds = ", ".join(sorted(set(others)))
         raise InputError(f"{name}: no InferenceService in this input (found {kinds})")
