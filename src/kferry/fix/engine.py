@@ -248,23 +248,12 @@ def _first_party_jwt(
 
 
 def _pod_volumes(node: yaml.Node) -> list[yaml.SequenceNode]:
-    out: list[yaml.SequenceNode] = []
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, yaml.MappingNode):
-            for k, v in cur.value:
-                if (
-                    k.value == "volumes"
-                    and isinstance(v, yaml.SequenceNode)
-                    and mapping_get(cur, "containers") is not None
-                ):
-                    out.append(v)
-                elif not isinstance(v, yaml.ScalarNode) and k.value != "metadata":
-                    stack.append(v)
-        elif isinstance(cur, yaml.SequenceNode):
-            stack.extend(cur.value)
-    return out
+    """The ``volumes`` lists of the pod specs below ``node`` (see :func:`_pod_specs`)."""
+    return [
+        v
+        for pod in _pod_specs(node)
+        if isinstance(v := mapping_get(pod, "volumes"), yaml.SequenceNode)
+    ]
 
 
 def _knative_skip(
@@ -392,6 +381,9 @@ def _add_secret(
 
 
 def _pod_specs(node: yaml.Node) -> list[yaml.MappingNode]:
+    """Every pod spec below ``node`` (a mapping with a ``containers`` list, outside
+    ``metadata``), whatever the kind: workloads, CronJobs, and custom resources that embed a
+    pod template (Notebook, InferenceService, Knative Service)."""
     out: list[yaml.MappingNode] = []
     stack = [node]
     while stack:
