@@ -219,5 +219,5 @@ def test_verbose_shows_each_request_and_its_retry(
     manifest_url = f"http://{flaky_source.host}/v2/conv/retry/manifests/1"
     lines = [line for line in res.err.splitlines() if f"GET {manifest_url} " in line]
     assert len(lines) >= 2, res.err[-2000:]
-    assert "503" in lines[0] and "200" in lines[1]
+    assert "retrying" in lines[0] and "HTTP 503" in lines[0] and "200 OK" in lines[1]
     assert "httpcore" not in res.err  # -v: requests only, not connection-level debugging

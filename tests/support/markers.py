@@ -47,15 +47,24 @@ SERVER_FIXTURES: dict[str, str] = {
 }
 
 _current: pytest.Item | None = None
-_setting_up: list[str] = []  # the fixtures being set up now, innermost last
-_learned: dict[str, set[str]] = {}  # fixture name -> markers, learned from what it started
+# The fixtures being set up now, innermost last, as (name, baseid): two modules may each
+# define a fixture of the same name (``site``), and what one of them starts says nothing of
+# the other, so what is learned is kept per definition (its baseid is the nodeid prefix of the
+# tests that can see it).
+_setting_up: list[tuple[str, str]] = []
+_learned: dict[tuple[str, str], set[str]] = {}  # (name, baseid) -> markers it was seen to need
 
 
-def _needed(fixturenames: Iterable[str]) -> dict[str, set[str]]:
+def _needed(nodeid: str, fixturenames: Iterable[str]) -> dict[str, set[str]]:
     """marker -> the fixtures that need it."""
     needed: dict[str, set[str]] = {}
     for name in fixturenames:
-        markers = set(_learned.get(name, ()))
+        markers = {
+            marker
+            for (argname, baseid), learned in _learned.items()
+            if argname == name and nodeid.startswith(baseid)
+            for marker in learned
+        }
         if name in SERVER_FIXTURES:
             markers.add(SERVER_FIXTURES[name])
         for marker in markers:
@@ -72,15 +81,15 @@ def _fail(item: pytest.Item, marker: str, why: str) -> None:
 
 
 def _check(item: pytest.Item, fixturenames: Iterable[str]) -> None:
-    for marker, names in sorted(_needed(fixturenames).items()):
+    for marker, names in sorted(_needed(item.nodeid, fixturenames).items()):
         if item.get_closest_marker(marker) is None:
             _fail(item, marker, f"uses the fixture(s) {', '.join(sorted(names))}")
 
 
 def started(marker: str, what: str) -> None:
     """Called by a harness as it starts ``what``: the running test must be marked ``marker``."""
-    for name in _setting_up:
-        _learned.setdefault(name, set()).add(marker)
+    for key in _setting_up:
+        _learned.setdefault(key, set()).add(marker)
     if _current is not None and _current.get_closest_marker(marker) is None:
         _fail(_current, marker, f"starts {what}")
 
@@ -101,7 +110,7 @@ def pytest_runtest_protocol(
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> Generator[None, Any, Any]:
-    _setting_up.append(fixturedef.argname)
+    _setting_up.append((fixturedef.argname, fixturedef.baseid))
     try:
         return (yield)
     finally:

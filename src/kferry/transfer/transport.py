@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
 import random
 import ssl
 import time
@@ -27,6 +28,8 @@ from httpcore._sync import http11 as _http11
 
 from kferry.transfer.credentials import Keychain
 from kferry.transfer.errors import RegistryError, TransientError
+
+log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # A request with this extension set to True has its response body read inside the retries
@@ -130,15 +133,37 @@ class RetryTransport(httpx.BaseTransport):
             except httpx.TransportError as exc:
                 if last or any(isinstance(e, ssl.SSLError) for e in cause_chain(exc)):
                     raise
-                time.sleep(self.delay(attempt, None))
+                self.pause(request, attempt, retries, type(exc).__name__, None)
                 continue
             if resp.status_code in RETRY_STATUS and not last:
                 wait = retry_after(resp)
                 resp.close()
-                time.sleep(self.delay(attempt, wait))
+                self.pause(request, attempt, retries, f"HTTP {resp.status_code}", wait)
                 continue
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def pause(
+        self,
+        request: httpx.Request,
+        attempt: int,
+        retries: int,
+        reason: str,
+        retry_after: float | None,
+    ) -> None:
+        """Wait before the next attempt, and say so under ``-v`` (httpx logs only the last
+        response of a request: the retries happen inside this transport, below it)."""
+        wait = self.delay(attempt, retry_after)
+        log.info(
+            "retrying %s %s after %s, in %.1fs (attempt %d of %d)",
+            request.method,
+            request.url,
+            reason,
+            wait,
+            attempt + 2,
+            retries + 1,
+        )
+        time.sleep(wait)
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         return backoff_delay(attempt, retry_after, self.options.backoff, self.options.max_wait)
