@@ -115,7 +115,7 @@ class RetryTransport(httpx.BaseTransport):
 
     Only requests whose body can be sent again (none, or bytes) are retried; a streamed
     upload body is sent once, and its caller starts the blob again (a fresh upload session).
-    A TLS failure is never retried: it will not heal by itself.
+    A TLS failure is never retried (it will not heal), except a transient alert (tls_final).
     """
 
     def __init__(self, inner: httpx.BaseTransport, options: Options) -> None:
@@ -131,7 +131,7 @@ class RetryTransport(httpx.BaseTransport):
                 if request.extensions.get(BUFFER):
                     resp.read()
             except httpx.TransportError as exc:
-                if last or any(isinstance(e, ssl.SSLError) for e in cause_chain(exc)):
+                if last or tls_final(exc):
                     raise
                 self.pause(request, attempt, retries, type(exc).__name__, None)
                 continue
@@ -200,6 +200,25 @@ def client(host: str, options: Options) -> httpx.Client:
         trust_env=False,
         follow_redirects=False,
         headers={"User-Agent": "kferry"},
+    )
+
+
+# TLS alerts that a server sends when a connection went wrong on the wire, not because of
+# trust or configuration: the next connection usually succeeds (seen once in CI from the
+# loopback docker-registry: "sslv3 alert unexpected message" on a blob HEAD).
+_TRANSIENT_TLS = ("ALERT_UNEXPECTED_MESSAGE", "ALERT_BAD_RECORD_MAC", "DECRYPTION_FAILED")
+
+
+def tls_final(exc: BaseException) -> bool:
+    """A TLS failure that will not heal by itself (untrusted certificate, plain HTTP on the
+    port, protocol mismatch): never retried. A transient alert is retried like a reset."""
+    return any(
+        isinstance(e, ssl.SSLError)
+        and (
+            isinstance(e, ssl.SSLCertVerificationError)
+            or not any(reason in str(e) for reason in _TRANSIENT_TLS)
+        )
+        for e in cause_chain(exc)
     )
 
 
