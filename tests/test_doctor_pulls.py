@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from kferry.doctor.pulls import explain, has_host, lock_targets, pull_failures
+from kferry.name import parse
+from kferry.plan.lock import Lock, LockEntry
 
 REG = "127.0.0.1:5443/kubeflow"
 
@@ -72,8 +74,8 @@ def test_each_cause_has_its_fix() -> None:
     meaning, fix = explain(image, missing, {}, REG, {})
     assert "not in the mirror" in meaning
     assert fix == f"copy it: kferry mirror gcr.io/ml-pipeline/frontend:2.0.0 --to {REG}"
-    lock = lock_targets(
-        {"quay.io/x/y:1": {"target": image, "digest": "sha256:" + "a" * 64}}  # by the lock
+    lock = lock_targets(  # by the lock
+        Lock([LockEntry(parse("quay.io/x/y:1"), parse(image), "sha256:" + "a" * 64)])
     )
     assert explain(image, missing, {}, REG, lock)[1].startswith("copy it: kferry mirror quay.io/x")
     refused = "dial tcp 127.0.0.1:5443: connect: connection refused"

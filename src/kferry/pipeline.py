@@ -166,7 +166,7 @@ def read_diff_input(path: str, catalog: Catalog | None = None) -> DiffInput:
     if len(sources) == 1:
         doc = _json_document(sources[0].text)
         if is_lock_document(doc):
-            return DiffInput(lock_side(name, lock_entries(name, doc).documents()))
+            return DiffInput(lock_side(name, (e.source for e in lock_entries(name, doc).values())))
     objects, warnings = load_objects(sources)
     inventory = discover(objects, catalog)
     return DiffInput(render_side(name, inventory.images), inventory, warnings)

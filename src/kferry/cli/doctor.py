@@ -38,7 +38,7 @@ def doctor(
     context: str | None,
 ) -> None:
     """Check a cluster for known air-gap problems and say what to do (exit 1 if any)."""
-    targets = lock_targets(read_lock(lock).documents()) if lock is not None else {}
+    targets = lock_targets(read_lock(lock)) if lock is not None else {}
     kube = Kube.connect(kubeconfig, context)
     try:
         findings = diagnose(kube, registry, targets)

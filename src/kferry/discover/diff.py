@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from kferry.discover.model import Image
-from kferry.errors import InputError
-from kferry.name import InvalidReference, parse
+from kferry.name import Reference
 
 SideKind = Literal["render", "lock"]
 
@@ -106,15 +105,11 @@ class ImageDiff:
         }
 
 
-def lock_side(name: str, entries: Mapping[str, Mapping[str, Any]]) -> Side:
+def lock_side(name: str, sources: Iterable[Reference]) -> Side:
     """A lock file's images: its source references (what was carried), without locations."""
     images: dict[str, Image] = {}
-    for i, source in enumerate(entries):
-        try:
-            ref = parse(source)
-        except InvalidReference as exc:
-            raise InputError(f"{name}: images[{i}].source: {exc.reason}: {source!r}") from None
-        images.setdefault(ref.canonical, Image(ref, written=[source]))
+    for ref in sources:
+        images.setdefault(ref.canonical, Image(ref, written=[ref.canonical]))
     return Side(name, "lock", tuple(images[k] for k in sorted(images)))
 
 

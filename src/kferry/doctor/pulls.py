@@ -27,6 +27,7 @@ from typing import Any
 from kferry.doctor.checks import PULL_ERRORS, Finding
 from kferry.name import try_parse
 from kferry.objref import ref_of
+from kferry.plan.lock import Lock
 
 _HOST_PART = re.compile(r"^(?:localhost|[^/]*[.:][^/]*)(?:/|$)")
 _X509 = re.compile(r"x509:|certificate signed by unknown authority|tls: ", re.I)
@@ -68,18 +69,13 @@ def _source_of(image: str, registry: str | None, lock: Mapping[str, str]) -> str
     return f"{host}/{path}{suffix}"
 
 
-def lock_targets(entries: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Canonical target reference (by tag and by digest) -> source, from a lock file's
-    entries (:func:`kferry.plan.read_lock`)."""
+def lock_targets(lock: Lock) -> dict[str, str]:
+    """Canonical target reference (by tag and by digest) -> canonical source, from a lock
+    (:func:`kferry.plan.read_lock`)."""
     out: dict[str, str] = {}
-    for source, entry in entries.items():
-        target = try_parse(str(entry.get("target", "")))
-        if target is None:
-            continue
-        out[target.canonical] = source
-        digest = str(entry.get("digest") or "")
-        if digest:
-            out[f"{target.domain}/{target.path}@{digest}"] = source
+    for source, entry in lock.items():
+        out[entry.target.canonical] = source
+        out[f"{entry.target.domain}/{entry.target.path}@{entry.digest}"] = source
     return out
 
 

@@ -76,10 +76,6 @@ class Lock(Mapping[str, LockEntry]):
         """This lock with ``entries`` added (same source = replaced)."""
         return Lock([*self.values(), *entries])
 
-    def documents(self) -> dict[str, dict[str, Any]]:
-        """Each entry as written in the file, by source (for readers of that shape)."""
-        return {k: e.to_json() for k, e in self._by_source.items()}
-
     def to_json(self) -> dict[str, Any]:
         return {
             "version": LOCK_VERSION,
