@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import forkrun
+
 pytest_plugins = [
     "tests.support.markers",
     "tests.support.fixtures",
@@ -36,9 +38,16 @@ def run_kferry(
     cwd: Path | None = None,
     timeout: float = 300,
 ) -> Result:
-    """Run ``python -m kferry`` in a subprocess, as a user's shell would."""
+    """Run ``python -m kferry`` as a user's shell would: its own process, stdin, environment
+    and exit code. Forked from a preloaded server (tests/support/forkrun.py) unless
+    ``KFERRY_TEST_SUBPROCESS=1``, then a new interpreter each time."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    if os.environ.get("KFERRY_TEST_SUBPROCESS") != "1":
+        code, out, err = forkrun.run(
+            list(args), stdin or b"", full_env, str(cwd or Path.cwd()), timeout
+        )
+        return Result(code, out.decode(), err.decode())
     proc = subprocess.run(
         [sys.executable, "-m", "kferry", *args],
         input=stdin if stdin is not None else b"",
