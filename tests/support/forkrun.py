@@ -118,9 +118,15 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
 def serve(path: str) -> None:
     """The fork server: preload, then one child per request, one request at a time."""
     import importlib
+    import pkgutil
+
+    import kferry
 
     for name in PRELOAD:
         importlib.import_module(name)
+    for info in pkgutil.walk_packages(kferry.__path__, "kferry."):
+        if info.name != "kferry.__main__":
+            importlib.import_module(info.name)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(path)
     sock.listen(8)

@@ -13,15 +13,15 @@ as well as on a live API server (``kferry.doctor.run`` fetches them):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kferry.name import try_parse
 from kferry.objref import object_ref, ref_of
+from kferry.podspec import pod_spec_dicts
 
 PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName")
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 
 
 @dataclass(frozen=True)
@@ -76,20 +76,7 @@ def stale_webhooks(
                 break
 
 
-def _pod_specs(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    kind = obj.get("kind")
-    spec = obj.get("spec") or {}
-    if kind == "Pod":
-        yield spec
-    elif kind == "CronJob":
-        yield ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template", {}).get(
-            "spec"
-        ) or {}
-    elif kind in WORKLOAD_KINDS:
-        yield (spec.get("template") or {}).get("spec") or {}
-
-
-def _images(pod: dict[str, Any]) -> Iterator[str]:
+def _images(pod: Mapping[str, Any]) -> Iterator[str]:
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for c in pod.get(key) or []:
             if c.get("image"):
@@ -104,7 +91,7 @@ def outside_registry(objects: Iterable[dict[str, Any]], registry: str) -> Iterat
     for obj in objects:
         if obj.get("kind") == "Pod" and (obj.get("metadata") or {}).get("ownerReferences"):
             continue
-        for pod in _pod_specs(obj):
+        for pod in pod_spec_dicts(obj):
             for image in _images(pod):
                 ref = try_parse(image)
                 canonical = ref.canonical if ref else image

@@ -18,6 +18,7 @@ from kferry.discover.objects import containers
 from kferry.discover.paths import node_at
 from kferry.errors import InputError
 from kferry.load.documents import KubeObject, compose_all, mapping_get, scalar_text
+from kferry.podspec import pod_spec_nodes
 from kferry.rewrite.edits import Edit, Locator
 from kferry.rewrite.insert import (
     add_first_key,
@@ -248,10 +249,10 @@ def _first_party_jwt(
 
 
 def _pod_volumes(node: yaml.Node) -> list[yaml.SequenceNode]:
-    """The ``volumes`` lists of the pod specs below ``node`` (see :func:`_pod_specs`)."""
+    """The ``volumes`` lists of the pod specs below ``node``."""
     return [
         v
-        for pod in _pod_specs(node)
+        for pod in pod_spec_nodes(node)
         if isinstance(v := mapping_get(pod, "volumes"), yaml.SequenceNode)
     ]
 
@@ -354,7 +355,7 @@ def _pull_secret(
             continue
         if id(obj) not in pulling:
             continue
-        for pod in _pod_specs(obj.node):
+        for pod in pod_spec_nodes(obj.node):
             needed, edit = _add_secret(loc, pod, item, secret, fix)
             if needed:
                 result.add(obj, fix, edit, f"imagePullSecrets += {secret} in the pod template")
@@ -378,23 +379,6 @@ def _add_secret(
             return False, None
         return True, append_items(loc.index, existing, [item], fix)
     return True, add_first_key(loc.index, mapping, f"imagePullSecrets: [{item}]", fix)
-
-
-def _pod_specs(node: yaml.Node) -> list[yaml.MappingNode]:
-    """Every pod spec below ``node`` (a mapping with a ``containers`` list, outside
-    ``metadata``), whatever the kind: workloads, CronJobs, and custom resources that embed a
-    pod template (Notebook, InferenceService, Knative Service)."""
-    out: list[yaml.MappingNode] = []
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, yaml.MappingNode):
-            if isinstance(mapping_get(cur, "containers"), yaml.SequenceNode):
-                out.append(cur)
-            stack.extend(v for k, v in cur.value if k.value != "metadata")
-        elif isinstance(cur, yaml.SequenceNode):
-            stack.extend(cur.value)
-    return out
 
 
 # The fixes kferry knows how to apply, by their catalog name (catalog/data/fixes.yaml); a
