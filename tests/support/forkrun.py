@@ -1,12 +1,15 @@
 """Run ``python -m kferry`` the way a shell does, without paying for a new interpreter.
 
-Most of the fast subset's time is interpreter start-up and the import of kferry's libraries
-(httpx, rich, click, PyYAML, lightkube), paid again for every ``python -m kferry`` a test
-runs. A fork server pays it once: a helper process imports those libraries (and nothing of
-kferry, so every run imports kferry fresh, reading its environment as a new process would),
-then forks one child per run. The child gets the run's stdin/stdout/stderr as file
-descriptors, its environment, cwd and argv, and runs ``kferry`` as ``python -m`` does, in a
-process of its own: real exit codes, real signals, no state shared between runs.
+Most of the fast subset's time was interpreter start-up and imports (httpx, rich, click,
+PyYAML, lightkube with trio, and kferry's own 190 modules), paid again for every ``python -m
+kferry`` a test runs: 3.8 s a call on a loaded machine, 0.06 s from this server. A fork server
+pays it once: a helper process imports those libraries and every kferry module, then forks one
+child per run. The child gets the run's stdin/stdout/stderr as file descriptors, its
+environment, cwd and argv, and runs ``kferry`` as ``python -m`` does, in a process of its own:
+real exit codes, real signals, no state shared between runs. Preloading kferry is sound because
+no kferry module reads the environment or the filesystem at import time (they do it when
+called, in the child, after its environment is set); a test that needs a really new
+interpreter runs ``subprocess`` itself.
 
 No library does this for tests (multiprocessing's forkserver runs Python callables, not a
 program with its own fds, environment and exit status), hence this module.
