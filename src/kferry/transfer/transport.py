@@ -270,17 +270,25 @@ class ProxyRouter(httpx.BaseTransport):
         self._lock = threading.Lock()
         self._routes: dict[str | None, httpx.HTTPTransport] = {}
 
-    def route(self, url: str) -> httpx.HTTPTransport:
+    def route(self, url: str) -> tuple[httpx.HTTPTransport, str | None]:
         proxy = self.proxies.proxy_for(url)
         with self._lock:
             if proxy not in self._routes:
                 if proxy is not None:
                     log.debug("requests to %s go through proxy %s", url, redact(proxy))
                 self._routes[proxy] = self.make(proxy)
-            return self._routes[proxy]
+            return self._routes[proxy], proxy
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self.route(str(request.url)).handle_request(request)
+        transport, proxy = self.route(str(request.url))
+        try:
+            return transport.handle_request(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if proxy is None:
+                raise
+            # the message names the proxy (a refused connection is the proxy's, not the
+            # registry's); the cause chain keeps TLS and DNS causes for the checks above
+            raise httpx.ProxyError(f"through {redact(proxy)}: {exc}", request=request) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -350,7 +358,7 @@ def unknown_name(exc: BaseException) -> bool:
 
 def network_error(host: str, exc: BaseException, what: str) -> RegistryError:
     """A failed request as an error that says what to do (TLS trouble names the flags)."""
-    if unknown_name(exc):
+    if unknown_name(exc) and not isinstance(exc, httpx.ProxyError):
         name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         return RegistryError(
             f"{host}: the name {name} is not known here (DNS); check the spelling, or if this "
@@ -370,6 +378,11 @@ def network_error(host: str, exc: BaseException, what: str) -> RegistryError:
                 f"{host}: answered plain HTTP to a TLS connection; if it really serves "
                 f"plain HTTP, say so with --plain-http {host}"
             )
+    if isinstance(exc, httpx.ProxyError):
+        return TransientError(
+            f"{host}: {what}: the proxy did not connect us ({exc}); check HTTPS_PROXY / "
+            f"HTTP_PROXY, or list {host} in NO_PROXY if it must be reached directly"
+        )
     if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
         return TransientError(f"{host}: {what}: {type(exc).__name__}: {exc}")
     return RegistryError(f"{host}: {what}: {type(exc).__name__}: {exc}")
