@@ -1,8 +1,8 @@
 """Credentials and trust as skopeo/podman users expect (issue 14): auth.json lookup order,
 ``kferry login``/``logout``, credentials for the source side, ``--cert-dir`` per host and
 repeatable ``--ca-file`` (two registries, two test CAs, one run), client certificates, and
-``HTTPS_PROXY``/``NO_PROXY`` through a real forwarding proxy (tests/support/connectproxy.py
-says why it is not tinyproxy)."""
+``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` through a real forwarding proxy (Debian's
+tinyproxy, resolving names only it knows: tests/support/tinyproxy.py)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from kferry.transfer.errors import RegistryError
 from kferry.transfer.proxy import ProxyConfig
 from kferry.transfer.transport import read_cert_dir
 from tests.conftest import run_kferry
-from tests.support.connectproxy import connect_proxy
 from tests.support.images import assert_copied, push_image
 from tests.support.pki import issue_client_cert, new_ca
 from tests.support.registry import Registry, RegistryFactory
+from tests.support.tinyproxy import start_tinyproxy
 from tests.test_mirror import target_repo
 
 HOST = "harbor.corp:8443"
@@ -252,34 +252,44 @@ def test_cert_dir_client_certificate(registry_factory: RegistryFactory, tmp_path
 def test_https_proxy_for_the_connected_side_loopback_direct(
     registry_factory: RegistryFactory, tmp_path: Path
 ) -> None:
-    """A source only the proxy can resolve (``registry.proxy.test``) is reached through
-    HTTPS_PROXY (the proxy sees the CONNECT); the loopback target is not (nothing for
-    127.0.0.1 reaches the proxy even though HTTP_PROXY and HTTPS_PROXY are set); with the
-    name in NO_PROXY the source is tried directly and fails."""
-    name = "registry.proxy.test"
-    source = registry_factory(tls=True, auth="htpasswd", name="src", server_names=[name])
+    """Sources only the proxy (Debian's tinyproxy) can resolve, ``*.proxy.test``, are reached
+    through it: a TLS one by CONNECT (HTTPS_PROXY), a plain-HTTP one by absolute-form requests
+    (HTTP_PROXY). The loopback target is not: nothing for 127.0.0.1 reaches the proxy although
+    both variables are set. With the names in NO_PROXY they are tried directly and fail at once,
+    saying why."""
+    tls_name, plain_name = "registry.proxy.test", "plain.proxy.test"
+    source = registry_factory(tls=True, auth="htpasswd", name="src", server_names=[tls_name])
+    plain = registry_factory(tls=False, name="plain")
     target = registry_factory(tls=True, auth="htpasswd", name="dst")
     img = push_image(source, "team/app", tag="1")
-    proxied_host = f"{name}:{source.port}"
-    ref = f"{proxied_host}/team/app:1"
-    authfile = _auth(tmp_path / "auth.json", proxied_host, "kferry", str(source.password))
+    other = push_image(plain, "team/tool", tag="2")
+    tls_host, plain_host = f"{tls_name}:{source.port}", f"{plain_name}:{plain.port}"
+    authfile = _auth(tmp_path / "auth.json", tls_host, "kferry", str(source.password))
     _auth(authfile, target.host, "kferry", str(target.password))
     certs = tmp_path / "certs"
-    (certs / proxied_host).mkdir(parents=True)
-    shutil.copy(source.ca_file or "", certs / proxied_host / "ca.crt")
+    (certs / tls_host).mkdir(parents=True)
+    shutil.copy(source.ca_file or "", certs / tls_host / "ca.crt")
     _cert_dir(certs, target)
-    args = ("mirror", ref, "--to", f"{target.host}/proj", "--authfile", str(authfile),
-            "--cert-dir", str(certs), "--lock", str(tmp_path / "l.json"), "-o", "json")  # fmt: skip
-    with connect_proxy({name: "127.0.0.1"}) as proxy:
+    args = ("mirror", f"{tls_host}/team/app:1", f"{plain_host}/team/tool:2",
+            "--plain-http", plain_host, "--to", f"{target.host}/proj",
+            "--authfile", str(authfile), "--cert-dir", str(certs),
+            "--lock", str(tmp_path / "l.json"), "-o", "json")  # fmt: skip
+    proxy = start_tinyproxy(tmp_path / "proxy", {tls_name: "127.0.0.1", plain_name: "127.0.0.1"})
+    try:
         env = {"HTTPS_PROXY": proxy.url, "HTTP_PROXY": proxy.url, "NO_PROXY": "other.example"}
         res = run_kferry(*args, env=env)
-        assert res.code == 0, res.out + res.err
-        assert proxy.connects and set(proxy.connects) == {proxied_host}
-        assert not [r for r in proxy.requests if "127.0.0.1" in r]
-        assert_copied(img, target, target_repo(img, proxied_host), tag="1")
+        assert res.code == 0, res.out + res.err + proxy.logs()
+        assert proxy.connects() and set(proxy.connects()) == {tls_host}
+        plain_requests = [r for r in proxy.requests() if not r.startswith("CONNECT ")]
+        assert plain_requests and all(f"http://{plain_host}/v2/" in r for r in plain_requests)
+        assert not [r for r in proxy.requests() if "127.0.0.1" in r]
+        assert_copied(img, target, target_repo(img, tls_host), tag="1")
+        assert_copied(other, target, target_repo(other, plain_host), tag="2")
 
-        seen = len(proxy.requests)
-        res = run_kferry(*args, env={**env, "NO_PROXY": ".proxy.test"})
+        seen = len(proxy.requests())
+        res = run_kferry(*args, env={**env, "NO_PROXY": "other.example,.proxy.test"})
         assert res.code == 1
         assert "is not known here (DNS)" in res.out and "HTTPS_PROXY" in res.out
-        assert len(proxy.requests) == seen  # NO_PROXY: not sent to the proxy at all
+        assert len(proxy.requests()) == seen  # NO_PROXY: not sent to the proxy at all
+    finally:
+        proxy.stop()
