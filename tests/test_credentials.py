@@ -158,10 +158,13 @@ def test_login_then_private_source_and_target_with_two_cas(
 
     def login(reg: Registry, password: str, *flags: str) -> tuple[int, str]:
         res = run_kferry(
-            "login", reg.host, "--username", str(reg.username), "--password-stdin",
+            "--debug", "login", reg.host, "--username", str(reg.username), "--password-stdin",
             "--authfile", str(authfile), *flags, stdin=f"{password}\n".encode(),
         )  # fmt: skip
-        assert password not in res.out + res.err
+        basic = base64.b64encode(f"{reg.username}:{password}".encode()).decode()
+        assert "GET" in res.err  # --debug logs the requests...
+        for secret in (password, basic):  # ...but never the password, plain or encoded
+            assert secret not in res.out + res.err
         return res.code, res.out + res.err
 
     code, out = login(source, "wrong-password", "--ca-file", str(source.ca_file))
