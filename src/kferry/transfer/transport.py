@@ -88,7 +88,8 @@ def host_cert_dir(directory: Path, host: str) -> Path:
 
 def read_cert_dir(directory: Path) -> HostTrust:
     """``*.crt`` are CAs; ``NAME.cert`` with ``NAME.key`` a client certificate (a ``.cert``
-    without its ``.key``, or the reverse, is an error, as containers/image makes it)."""
+    without its ``.key``, or the reverse, is an error, as in containers/image@v5.36.1
+    pkg/tlsclientconfig/tlsclientconfig.go:20 SetupCertificates, :61 and :74)."""
     cas = tuple(sorted(directory.glob("*.crt")))
     certs = {p.stem: p for p in directory.glob("*.cert")}
     keys = {p.stem: p for p in directory.glob("*.key")}
