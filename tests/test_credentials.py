@@ -230,6 +230,15 @@ def test_cert_dir_trusts_each_ca_for_its_own_host_only(
     res = run_kferry("mirror", img.tag_ref, "--to", f"{target.host}/proj", "--cert-dir",
                      str(right), "--lock", str(tmp_path / "l.json"))  # fmt: skip
     assert res.code == 0, res.out + res.err
+    # the same two hosts with the two CAs as repeated --ca-file (each trusted everywhere)
+    res = run_kferry("mirror", img.tag_ref, "--to", f"{target.host}/proj",
+                     "--ca-file", str(source.ca_file), "--ca-file", str(target.ca_file),
+                     "--lock", str(tmp_path / "l.json"))  # fmt: skip
+    assert res.code == 0, res.out + res.err
+    res = run_kferry("mirror", img.tag_ref, "--to", f"{target.host}/proj",
+                     "--ca-file", str(source.ca_file),
+                     "--lock", str(tmp_path / "l.json"))  # fmt: skip
+    assert res.code == 1 and "not trusted" in res.out + res.err  # one CA is not enough
 
 
 @pytest.mark.registry
