@@ -18,10 +18,12 @@ import pytest
 from kferry.transfer.credentials import Keychain, auth_files
 from kferry.transfer.errors import RegistryError
 from kferry.transfer.proxy import ProxyConfig
-from kferry.transfer.transport import read_cert_dir
+from kferry.transfer.registry import Registry as Client
+from kferry.transfer.transport import Options, read_cert_dir
 from tests.conftest import run_kferry
 from tests.support.images import assert_copied, push_image
 from tests.support.pki import issue_client_cert, new_ca
+from tests.support.processes import free_port
 from tests.support.registry import Registry, RegistryFactory
 from tests.support.tinyproxy import start_tinyproxy
 from tests.test_mirror import target_repo
@@ -113,6 +115,21 @@ def test_no_proxy_rules_as_go_reads_them() -> None:
     )
     cgi = ProxyConfig.from_env({"HTTP_PROXY": via, "REQUEST_METHOD": "GET"})
     assert cgi.proxy_for("http://quay.io/") is None  # httpoxy: ignored under CGI
+
+
+def test_a_proxy_that_refuses_is_named_not_the_registry() -> None:
+
+    dead = f"http://user:proxy-secret@127.0.0.1:{free_port()}"
+    options = Options(proxies=ProxyConfig(https_proxy=dead), retries=0)
+    client = Client("quay.io", options)
+    try:
+        with pytest.raises(RegistryError) as err:
+            client.request("GET", "/v2/", ())
+    finally:
+        client.close()
+    message = str(err.value)
+    assert "the proxy did not connect us" in message and "HTTPS_PROXY" in message
+    assert "127.0.0.1" in message and "proxy-secret" not in message
 
 
 def test_cert_dir_client_cert_needs_its_key(tmp_path: Path) -> None:
