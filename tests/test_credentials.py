@@ -148,6 +148,21 @@ def test_bad_cert_dir_is_one_line_exit_2(tmp_path: Path) -> None:
     assert res.err.count("\n") == 1 and str(host_dir / "ca.crt") in res.err
 
 
+def test_login_refuses_a_password_it_cannot_read_safely(tmp_path: Path) -> None:
+    """Never an argument; from stdin only when asked; no prompt without a terminal."""
+    auth = str(tmp_path / "auth.json")
+    for args, message in (
+        (["--username", "u"], "--password-stdin"),  # stdin is a pipe: no prompt
+        (["--password-stdin"], "--username is needed"),
+        (["--username", "u", "--password-stdin"], "empty password"),
+    ):
+        res = run_kferry("login", HOST, "--authfile", auth, *args, stdin=b"\n")
+        assert res.code == 2 and message in res.err, (args, res.err)
+        assert res.err.count("\n") == 1
+    assert run_kferry("login", HOST, "--password", "x").code == 2  # no such option
+    assert not (tmp_path / "auth.json").exists()
+
+
 # -- against real registries
 
 
