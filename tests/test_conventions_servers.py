@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kferry.errors import InputError
-from kferry.kube.client import Kube, load_config, merge_kubeconfigs
+from kferry.kube.client import Kube, kubeconfig_files, load_config, merge_kubeconfigs
 from tests.conftest import run_kferry
 from tests.support.cluster import Cluster
 from tests.support.cluster_fixtures import Kube as KubeNs
@@ -54,6 +54,25 @@ def test_merge_first_file_wins_and_paths_resolve_per_file(tmp_path: Path) -> Non
     [cluster] = merged["clusters"]
     assert cluster["cluster"]["server"] == "https://a.example"
     assert cluster["cluster"]["certificate-authority"] == str((tmp_path / "a" / "ca.pem").resolve())
+
+
+def test_merge_resolves_exec_command_with_a_path_and_reads_a_repeated_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """client-go@v0.36.3 tools/clientcmd/loader.go:168 (deduplicate) and :612 (exec)."""
+    (tmp_path / "k").mkdir()
+    api = "client.authentication.k8s.io/v1"
+    a = _kubeconfig(tmp_path / "k" / "a", "rel", "https://a.example")
+    b = _kubeconfig(tmp_path / "b", "path", "https://b.example")
+    for path, command in ((a, "bin/creds"), (b, "creds")):
+        doc = yaml.safe_load(path.read_text())
+        doc["users"][0]["user"] = {"exec": {"apiVersion": api, "command": command}}
+        path.write_text(yaml.safe_dump(doc))
+    users = {u["name"]: u["user"] for u in merge_kubeconfigs([a, b])["users"]}
+    assert users["rel"]["exec"]["command"] == str((tmp_path / "k" / "bin" / "creds").resolve())
+    assert users["path"]["exec"]["command"] == "creds"  # found on PATH, left alone
+    monkeypatch.setenv("KUBECONFIG", f"{a}:{b}:{a}")
+    assert kubeconfig_files(None) == [a, b]
 
 
 def test_kubeconfig_list_context_in_second_file(

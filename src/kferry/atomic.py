@@ -39,20 +39,23 @@ def _mode_for(path: Path) -> int:
         return 0o666 & ~_current_umask()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path``; readers see the old file or the new one, whole."""
-    with atomic_file(path) as f:
+    with atomic_file(path, mode=mode) as f:
         f.write(data)
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, prefix: str | None = None) -> Iterator[BinaryIO]:
+def atomic_file(
+    path: Path, prefix: str | None = None, mode: int | None = None
+) -> Iterator[BinaryIO]:
     """A file to write that replaces ``path`` whole when the block ends without an error
-    (removed otherwise). ``prefix`` names the temporary file (default ``.NAME.``)."""
+    (removed otherwise). ``prefix`` names the temporary file (default ``.NAME.``); ``mode``
+    replaces the user's (for secrets: 0600 whatever the umask or the old file's mode)."""
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _mode_for(path)
+    mode = _mode_for(path) if mode is None else mode
     fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}.", dir=path.parent)
     scratch.track(Path(tmp))
     try:

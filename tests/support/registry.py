@@ -28,7 +28,7 @@ import httpx
 import yaml
 
 from tests.support import markers
-from tests.support.pki import CertificateAuthority, new_ca
+from tests.support.pki import CertificateAuthority, issue_client_cert, new_ca
 from tests.support.processes import LiveSet, free_port, launch, stop_popen
 from tests.support.tokenserver import TokenServer, start_token_server
 
@@ -182,6 +182,8 @@ class Registry:
     token_server: TokenServer | None = None
     owns_token_server: bool = False
     start_seconds: float = 0.0
+    # require_client_cert: the certificate (and key) this harness shows the registry
+    client_cert: tuple[Path, Path] | None = None
 
     # -- life cycle
 
@@ -263,7 +265,10 @@ class Registry:
         """What to give httpx as ``verify``: a context trusting this registry's CA."""
         if self.ca_file is None:
             return True
-        return ssl.create_default_context(cafile=str(self.ca_file))
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        if self.client_cert is not None:  # httpx takes the client certificate from the context
+            context.load_cert_chain(str(self.client_cert[0]), str(self.client_cert[1]))
+        return context
 
     @property
     def cert_dir(self) -> Path | None:
@@ -352,6 +357,8 @@ def start_registry(
     port: int | None = None,
     foreign_urls_allow: Iterable[str] | None = DEFAULT_FOREIGN_URLS_ALLOW,
     extra_config: Mapping[str, Any] | None = None,
+    server_names: Iterable[str] = (),
+    require_client_cert: bool = False,
 ) -> Registry:
     """Start ``docker-registry serve`` on 127.0.0.1 with storage in ``tmp_dir/storage``.
 
@@ -360,6 +367,9 @@ def start_registry(
     server, ``username``/``password`` are added to its users. ``foreign_urls_allow`` is
     ``validation.manifests.urls.allow`` (None: leave distribution's default, which rejects
     every manifest that lists layer URLs). ``extra_config`` is deep-merged into the config.
+    ``server_names`` are more names on the TLS certificate (e.g. a name only a proxy resolves).
+    ``require_client_cert`` (TLS only): clients must show a certificate from the registry's CA
+    (``http.tls.clientcas``); the harness's own is :attr:`Registry.client_cert`.
     """
     markers.started(markers.REGISTRY, "a docker-registry")
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -387,12 +397,18 @@ def start_registry(
         config["validation"] = {"manifests": {"urls": {"allow": list(foreign_urls_allow)}}}
 
     ca_file: Path | None = None
+    client_cert: tuple[Path, Path] | None = None
     if tls:
         if ca is None:
             ca = new_ca(tmp_dir / "ca")
-        cert_file, key_file = ca.issue_server_cert(tmp_dir / "tls", "registry")
+        cert_file, key_file = ca.issue_server_cert(
+            tmp_dir / "tls", "registry", hosts=("127.0.0.1", "localhost", *server_names)
+        )
         config["http"]["tls"] = {"certificate": str(cert_file), "key": str(key_file)}
         ca_file = ca.cert_file
+        if require_client_cert:
+            config["http"]["tls"]["clientcas"] = [str(ca.cert_file)]
+            client_cert = issue_client_cert(ca, tmp_dir / "tls", "harness", "harness")
 
     owns_token_server = False
     if auth == "htpasswd":
@@ -436,6 +452,7 @@ def start_registry(
         ca=ca,
         token_server=token_server,
         owns_token_server=owns_token_server,
+        client_cert=client_cert,
     )
     try:
         registry._launch()

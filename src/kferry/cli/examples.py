@@ -34,6 +34,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "bundle load": (f"kferry bundle load kubeflow.tar.zst --to {REG} --ca-file harbor-ca.pem",),
     "bundle verify": ("kferry bundle verify kubeflow.tar.zst -o json",),
+    "login": (
+        "kferry login harbor.local:8443 --username robot --password-stdin < robot.txt",
+        "kferry login quay.io --username me --authfile auth.json",
+        "kferry login harbor.local:8443 -u robot --password-stdin --cert-dir certs.d < pw",
+    ),
+    "logout": ("kferry logout harbor.local:8443", "kferry logout quay.io --authfile auth.json"),
     "catalog": ("kferry catalog", "kferry catalog -o yaml", "kferry catalog --catalog site.yaml"),
     "catalog check": (
         "kferry catalog check RENDER.yaml",

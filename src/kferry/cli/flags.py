@@ -2,7 +2,8 @@
 
 A group is a click decorator that adds its options and hands the command one value instead
 of one parameter per flag: ``--to``/``--layout`` become a :class:`~kferry.plan.Target`,
-``--ca-file``/``--insecure``/``--plain-http`` a :class:`TlsFlags`, ``--jobs``/``--platform``/
+``--ca-file``/``--cert-dir``/``--insecure``/``--plain-http``/``--authfile`` a
+:class:`TlsFlags`, ``--jobs``/``--platform``/
 ``--chunk-size`` a :class:`CopyFlags`, ``--username``/``--password-stdin`` a
 :class:`LoginFlags`; :func:`registry_options` turns them into the transfer stage's
 :class:`~kferry.transfer.transport.Options`.
@@ -23,7 +24,7 @@ from kferry.errors import InputError
 from kferry.plan import LAYOUTS, Target
 from kferry.transfer.credentials import Credential, Keychain
 from kferry.transfer.errors import RegistryError
-from kferry.transfer.transport import Options, ssl_context
+from kferry.transfer.transport import Options, host_ssl_context, ssl_context
 
 Command = Callable[..., Any]
 
@@ -48,11 +49,14 @@ def _group(
 
 @dataclass(frozen=True, slots=True)
 class TlsFlags:
-    """How registries are reached: a private CA, hosts without verification or without TLS."""
+    """How registries are reached: private CAs (all hosts, or per host from a cert dir), hosts
+    without verification or without TLS, and the auth file credentials come from."""
 
-    ca_file: Path | None = None
+    ca_files: tuple[Path, ...] = ()
     insecure: tuple[str, ...] = ()
     plain_http: tuple[str, ...] = ()
+    cert_dirs: tuple[Path, ...] = ()
+    authfile: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +104,34 @@ target_flags = _group(
 )
 """``--to`` and ``--layout``: passed as ``target``, a :class:`~kferry.plan.Target`."""
 
+AUTHFILE_HELP = (
+    "Credentials file (containers auth.json format). Lookup order: --authfile, else "
+    "$REGISTRY_AUTH_FILE (either one is the only file read), else "
+    "$XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, "
+    "~/.docker/config.json ($DOCKER_CONFIG); --username/--password-stdin go first."
+)
+
 tls_flags = _group(
     "tls",
-    ("ca_file", "insecure", "plain_http"),
+    ("ca_files", "insecure", "plain_http", "cert_dirs", "authfile"),
     TlsFlags,
     [
         click.option(
             "--ca-file",
+            "ca_files",
+            multiple=True,
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Private CA (PEM) to trust in addition to the system CAs.",
+            help="Private CA (PEM) to trust for every registry, in addition to the system CAs "
+            "(repeatable).",
+        ),
+        click.option(
+            "--cert-dir",
+            "cert_dirs",
+            multiple=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            metavar="DIR",
+            help="Per-registry TLS, the certs.d layout: DIR/HOST[:PORT]/*.crt are CAs for that "
+            "registry, NAME.cert + NAME.key its client certificate (repeatable).",
         ),
         click.option(
             "--insecure",
@@ -122,9 +145,16 @@ tls_flags = _group(
             metavar="HOST[:PORT]",
             help="Use plain HTTP for this registry (repeatable).",
         ),
+        click.option(
+            "--authfile",
+            type=click.Path(dir_okay=False, path_type=Path),
+            metavar="FILE",
+            help=AUTHFILE_HELP,
+        ),
     ],
 )
-"""``--ca-file``, ``--insecure``, ``--plain-http``: passed as ``tls``, a :class:`TlsFlags`."""
+"""``--ca-file``, ``--cert-dir``, ``--insecure``, ``--plain-http``, ``--authfile``: passed as
+``tls``, a :class:`TlsFlags`."""
 
 copy_flags = _group(
     "transfer",
@@ -176,6 +206,26 @@ login_flags = _group(
 """``--username``, ``--password-stdin``: passed as ``login``, a :class:`LoginFlags`."""
 
 
+def check_trust(tls: TlsFlags) -> None:
+    """Every --ca-file and every host of every --cert-dir loaded once, up front (a bad file is
+    one error before anything is copied, not one per image)."""
+    for ca in tls.ca_files:
+        if not ca.is_file():
+            raise InputError(f"--ca-file {ca}: no such file")
+        try:
+            ssl_context(ca)
+        except RegistryError as exc:
+            raise InputError(str(exc)) from None
+    for directory in tls.cert_dirs:
+        if not directory.is_dir():
+            raise InputError(f"--cert-dir {directory}: no such directory")
+        for here in sorted(p for p in directory.iterdir() if p.is_dir()):
+            try:
+                host_ssl_context(here.name, Options(cert_dirs=(directory,)))
+            except RegistryError as exc:
+                raise InputError(str(exc)) from None
+
+
 def registry_options(
     tls: TlsFlags,
     login: LoginFlags = LoginFlags(),
@@ -195,16 +245,16 @@ def registry_options(
         explicit[target_host] = Credential(
             login.username, password, source="--username/--password-stdin"
         )
-    if tls.ca_file is not None:
-        if not tls.ca_file.is_file():
-            raise InputError(f"--ca-file {tls.ca_file}: no such file")
-        try:  # once, up front: not once per image
-            ssl_context(tls.ca_file)
-        except RegistryError as exc:
-            raise InputError(str(exc)) from None
+    check_trust(tls)
+    files = None
+    if tls.authfile is not None:
+        if not tls.authfile.is_file():
+            raise InputError(f"--authfile {tls.authfile}: no such file")
+        files = [tls.authfile]
     return Options(
-        keychain=Keychain(explicit),
-        ca_file=tls.ca_file,
+        keychain=Keychain(explicit, files=files),
+        ca_files=tls.ca_files,
+        cert_dirs=tls.cert_dirs,
         insecure=frozenset(tls.insecure),
         plain_http=frozenset(tls.plain_http),
         connections=max(16, transfer.jobs * 2),

@@ -43,7 +43,9 @@ class KubeError(KferryError):
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 # kubeconfig fields holding a file path, resolved against the file that names them
-# (kubernetes/client-go tools/clientcmd/loader.go, ResolveLocalPaths)
+# (kubernetes/client-go@v0.36.3 tools/clientcmd/loader.go:511 ResolveLocalPaths, and :605-616
+# GetClusterFileReferences / GetAuthInfoFileReferences; an exec command only when it holds a
+# path separator, so a command found on PATH stays as it is)
 _PATH_FIELDS = {
     "cluster": ("certificate-authority",),
     "user": ("client-certificate", "client-key", "tokenFile"),
@@ -52,13 +54,14 @@ _PATH_FIELDS = {
 
 def kubeconfig_files(explicit: Path | None) -> list[Path]:
     """The kubeconfig files to read, kubectl's way: ``--kubeconfig``, else every entry of
-    ``$KUBECONFIG`` (``os.pathsep``-separated; empty entries and missing files skipped),
+    ``$KUBECONFIG`` (``os.pathsep``-separated; empty entries and missing files skipped, a
+    file named twice read once: kubernetes/client-go@v0.36.3 tools/clientcmd/loader.go:168),
     else ``~/.kube/config``."""
     if explicit is not None:
         return [explicit]
     env = os.environ.get("KUBECONFIG")
     if env:
-        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+        return list(dict.fromkeys(Path(p).expanduser() for p in env.split(os.pathsep) if p))
     return [Path.home() / ".kube" / "config"]
 
 
@@ -78,12 +81,14 @@ def _read_kubeconfig(path: Path) -> dict[str, Any]:
 
 
 def merge_kubeconfigs(paths: list[Path]) -> dict[str, Any]:
-    """One kubeconfig from several, by kubectl's rules (kubernetes/client-go
-    tools/clientcmd/loader.go, ClientConfigLoadingRules.Load): a cluster, user or context
-    is taken from the first file that names it; current-context from the first file that
-    sets one; relative file paths are made absolute against the
-    file they are written in. Hand-written because lightkube reads one file only
-    (gtsystem/lightkube KubeConfig.from_file and from_env, in 0.22.0 as in the 1.0 line)."""
+    """One kubeconfig from several, by kubectl's rules (kubernetes/client-go@v0.36.3
+    tools/clientcmd/loader.go:197 ClientConfigLoadingRules.Load): a cluster, user or context
+    is taken whole from the first file that names it (:190, maps merged first to last at
+    :248); current-context from the first file that sets one (struct values merged last to
+    first at :259, so the earliest non-empty value wins); relative file paths are made
+    absolute against the file they are written in (:511). Hand-written because lightkube
+    reads one file only (gtsystem/lightkube KubeConfig.from_file and from_env, in 0.22.0
+    as in the 1.0 line)."""
     merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": []}
     seen: dict[str, set[str]] = {"clusters": set(), "users": set(), "contexts": set()}
     for path in paths:
@@ -106,6 +111,15 @@ def merge_kubeconfigs(paths: list[Path]) -> dict[str, Any]:
                     value = body.get(key)
                     if isinstance(value, str) and value and not os.path.isabs(value):
                         body[key] = str(path.parent.resolve() / Path(value).expanduser())
+                exec_ = body.get("exec")
+                if isinstance(exec_, dict):
+                    command = exec_.get("command")
+                    if (
+                        isinstance(command, str)
+                        and os.sep in command
+                        and not os.path.isabs(command)
+                    ):
+                        body["exec"] = {**exec_, "command": str(path.parent.resolve() / command)}
                 merged[section].append({"name": name, item: body})
     return merged
 

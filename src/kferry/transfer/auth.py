@@ -178,10 +178,13 @@ class RegistryAuth(httpx.Auth):
         if self.credential.source == "--username/--password-stdin":
             return "check the user name and the password given on stdin (--password-stdin)"
         if self.credential.anonymous:
-            return f"log in (docker login {self.host}) or pass --username with --password-stdin"
+            return (
+                f"log in (kferry login {self.host}, or docker/podman login) or pass --username "
+                "with --password-stdin"
+            )
         return (
-            f"check the credentials (docker login {self.host} again, or --username with "
-            "--password-stdin)"
+            f"check the credentials from {self.credential.source} (kferry login {self.host} "
+            "again, or --username with --password-stdin)"
         )
 
 

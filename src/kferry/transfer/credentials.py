@@ -1,4 +1,20 @@
-"""Registry credentials: docker ``config.json``, credential helpers, explicit login.
+"""Registry credentials: containers ``auth.json``, docker ``config.json``, credential helpers,
+explicit login.
+
+Which files are read, first match wins (as skopeo and podman read them: containers/image@v5.36.1
+pkg/docker/config/config.go:143 getAuthFilePaths and :550 getPathToAuthWithOS;
+containers-auth.json(5)):
+
+1. ``--authfile FILE``, else ``$REGISTRY_AUTH_FILE``: when one is given, it is the only file
+   read (a user-specified path replaces the default list);
+2. otherwise ``${XDG_RUNTIME_DIR}/containers/auth.json`` (``/run/containers/UID/auth.json``
+   when ``XDG_RUNTIME_DIR`` is unset), where ``kferry login`` writes;
+3. ``${XDG_CONFIG_HOME:-~/.config}/containers/auth.json``;
+4. docker's ``$DOCKER_CONFIG/config.json`` (``~/.docker/config.json``).
+
+All are the same JSON (``auths``, ``credHelpers``, ``credsStore``), looked up by registry
+host. ``--username``/``--password-stdin`` on a command go before every file, for the target
+registry.
 
 Where credentials come from is recorded (``Credential.source``) so that a 401 can say which
 credentials were tried, without ever showing a secret. Credential helpers are run as docker
@@ -59,6 +75,35 @@ def docker_config_path() -> Path:
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 
+def primary_auth_file(authfile: Path | None = None) -> Path:
+    """The auth.json ``kferry login`` writes: ``--authfile``, ``$REGISTRY_AUTH_FILE``, else
+    ``${XDG_RUNTIME_DIR}/containers/auth.json`` (``/run/containers/UID/auth.json``)."""
+    if authfile is not None:
+        return authfile
+    env = os.environ.get("REGISTRY_AUTH_FILE")
+    if env:
+        return Path(env)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "containers" / "auth.json"
+    return Path(f"/run/containers/{os.getuid()}/auth.json")
+
+
+def auth_files(authfile: Path | None = None) -> list[Path]:
+    """The files credentials are looked up in, in order (see the module docstring)."""
+    explicit = authfile or (
+        Path(os.environ["REGISTRY_AUTH_FILE"]) if os.environ.get("REGISTRY_AUTH_FILE") else None
+    )
+    if explicit is not None:
+        return [explicit]
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [
+        primary_auth_file(),
+        Path(config_home) / "containers" / "auth.json",
+        docker_config_path(),
+    ]
+
+
 def _keys_for(host: str) -> list[str]:
     keys = [
         host,
@@ -74,7 +119,7 @@ def _keys_for(host: str) -> list[str]:
     return keys
 
 
-def _normalise_key(key: str) -> str:
+def normalise_key(key: str) -> str:
     k = re.sub(r"^https?://", "", key).rstrip("/")
     return re.sub(r"/v[12]$", "", k)
 
@@ -119,25 +164,26 @@ def _from_entry(entry: dict[str, Any], source: str) -> Credential | None:
 
 
 def from_docker_config(host: str, config: Path | None = None) -> Credential | None:
-    """Credentials for ``host`` from docker's config.json (and its helpers), if any."""
+    """Credentials for ``host`` from docker's config.json or a containers auth.json (the
+    same format), and their credential helpers, if any."""
     path = config or docker_config_path()
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read docker config: {exc}") from None
+        raise InputError(f"{path}: cannot read credentials file: {exc}") from None
     if not isinstance(doc, dict):
-        raise InputError(f"{path}: docker config is not a JSON object")
+        raise InputError(f"{path}: credentials file is not a JSON object")
     keys = _keys_for(host)
     helpers = doc.get("credHelpers") or {}
     for key in keys:
         if key in helpers:
             return _run_helper(str(helpers[key]), key, path)
     auths = doc.get("auths") or {}
-    wanted = {_normalise_key(k) for k in keys}
+    wanted = {normalise_key(k) for k in keys}
     for key, entry in auths.items():
-        if _normalise_key(key) in wanted and isinstance(entry, dict):
+        if normalise_key(key) in wanted and isinstance(entry, dict):
             cred = _from_entry(entry, f"{path} (auths[{key!r}])")
             if cred is not None:
                 return cred
@@ -148,18 +194,30 @@ def from_docker_config(host: str, config: Path | None = None) -> Credential | No
 
 
 class Keychain:
-    """Credentials per registry host: explicit logins first, then docker config."""
+    """Credentials per registry host: explicit logins first, then the auth files in order
+    (``files``; default :func:`auth_files`; ``config`` alone: that one file)."""
 
     def __init__(
-        self, explicit: dict[str, Credential] | None = None, config: Path | None = None
+        self,
+        explicit: dict[str, Credential] | None = None,
+        config: Path | None = None,
+        files: list[Path] | None = None,
     ) -> None:
         self._explicit = dict(explicit or {})
-        self._config = config
+        self._files = files if files is not None else ([config] if config is not None else None)
         self._cache: dict[str, Credential] = {}
+
+    def files(self) -> list[Path]:
+        return self._files if self._files is not None else auth_files()
 
     def get(self, host: str) -> Credential:
         if host in self._explicit:
             return self._explicit[host]
         if host not in self._cache:
-            self._cache[host] = from_docker_config(host, self._config) or ANONYMOUS
+            found = None
+            for path in self.files():
+                found = from_docker_config(host, path)
+                if found is not None:
+                    break
+            self._cache[host] = found or ANONYMOUS
         return self._cache[host]

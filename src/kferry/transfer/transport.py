@@ -1,9 +1,17 @@
-"""How kferry reaches a registry host: TLS, the connection pool, retries with backoff.
+"""How kferry reaches a registry host: TLS, proxies, the connection pool, retries with backoff.
 
 TLS is verified against the system CAs (OpenSSL's compiled-in store, never
-``SSL_CERT_FILE``/``SSL_CERT_DIR``) plus ``--ca-file``, in a context of our own, so no
-environment variable (``SSL_CERT_FILE``, ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE``) changes
-what is trusted; ``--insecure HOST`` and ``--plain-http HOST`` apply to the named hosts only.
+``SSL_CERT_FILE``/``SSL_CERT_DIR``) plus every ``--ca-file`` plus, per host, the ``*.crt``
+files of ``--cert-dir DIR/HOST[:PORT]/`` (and a client certificate from its ``NAME.cert`` +
+``NAME.key`` pair), the layout of containers-certs.d(5) and docker's ``certs.d``; all in a
+context of our own, so no environment variable (``SSL_CERT_FILE``, ``SSL_CERT_DIR``,
+``REQUESTS_CA_BUNDLE``) changes what is trusted; ``--insecure HOST`` and ``--plain-http
+HOST`` apply to the named hosts only.
+
+Proxies: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` as Go programs read them
+(:mod:`kferry.transfer.proxy`; loopback never proxied), chosen per request URL by
+:class:`ProxyRouter` below the retries, so token services and blob redirects elsewhere follow
+the same rules as the registry itself.
 
 Retries are an httpx transport (:class:`RetryTransport`, httpx's extension point for what
 happens to one request) around httpx's own pooled transport: 5xx / 429 (``Retry-After``) /
@@ -17,9 +25,11 @@ import contextlib
 import email.utils
 import logging
 import random
+import socket
 import ssl
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +38,7 @@ from httpcore._sync import http11 as _http11
 
 from kferry.transfer.credentials import Keychain
 from kferry.transfer.errors import RegistryError, TransientError
+from kferry.transfer.proxy import ProxyConfig, redact
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +59,9 @@ class Options:
 
     keychain: Keychain = field(default_factory=Keychain)
     ca_file: Path | None = None
+    ca_files: tuple[Path, ...] = ()  # more --ca-file (all trusted for every host)
+    cert_dirs: tuple[Path, ...] = ()  # --cert-dir: DIR/HOST[:PORT]/*.crt, *.cert + *.key
+    proxies: ProxyConfig | None = None  # None: from the environment
     insecure: frozenset[str] = frozenset()
     plain_http: frozenset[str] = frozenset()
     retries: int = 6
@@ -56,6 +70,69 @@ class Options:
     timeout: float = 120.0
     connections: int = 16
     chunk_size: int = 64 << 20  # blobs larger than this are sent in PATCH chunks of this size
+
+
+@dataclass(frozen=True, slots=True)
+class HostTrust:
+    """What one host's TLS trusts beyond the system CAs, and the client certificate it shows."""
+
+    cas: tuple[Path, ...] = ()
+    client_certs: tuple[tuple[Path, Path], ...] = ()  # (NAME.cert, NAME.key)
+
+
+def host_cert_dir(directory: Path, host: str) -> Path:
+    """``DIR/HOST[:PORT]``: the port written exactly as in the image reference
+    (containers-certs.d(5): ``registry.example`` and ``registry.example:443`` differ)."""
+    return directory / host
+
+
+def read_cert_dir(directory: Path) -> HostTrust:
+    """``*.crt`` are CAs; ``NAME.cert`` with ``NAME.key`` a client certificate (a ``.cert``
+    without its ``.key``, or the reverse, is an error, as in containers/image@v5.36.1
+    pkg/tlsclientconfig/tlsclientconfig.go:20 SetupCertificates, :61 and :74)."""
+    cas = tuple(sorted(directory.glob("*.crt")))
+    certs = {p.stem: p for p in directory.glob("*.cert")}
+    keys = {p.stem: p for p in directory.glob("*.key")}
+    for stem in sorted(set(certs) ^ set(keys)):
+        have, want = (certs[stem], ".key") if stem in certs else (keys[stem], ".cert")
+        raise RegistryError(
+            f"--cert-dir {directory}: {have.name} has no {stem}{want} beside it "
+            "(a client certificate needs both files)"
+        )
+    return HostTrust(cas, tuple((certs[s], keys[s]) for s in sorted(certs)))
+
+
+def host_trust(host: str, options: Options) -> HostTrust:
+    cas = ([options.ca_file] if options.ca_file is not None else []) + list(options.ca_files)
+    clients: list[tuple[Path, Path]] = []
+    for directory in options.cert_dirs:
+        here = host_cert_dir(directory, host)
+        if here.is_dir():
+            found = read_cert_dir(here)
+            cas += found.cas
+            clients += found.client_certs
+    return HostTrust(tuple(dict.fromkeys(cas)), tuple(clients))
+
+
+def host_ssl_context(host: str, options: Options) -> ssl.SSLContext:
+    """The TLS context for one registry host: system CAs, ``--ca-file``s, its cert dir."""
+    trust = host_trust(host, options)
+    ctx = ssl_context(None)
+    for ca in trust.cas:
+        try:
+            ctx.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            flag = "--ca-file" if ca in (options.ca_file, *options.ca_files) else "--cert-dir"
+            raise RegistryError(f"{flag} {ca}: cannot load CA certificates: {exc}") from None
+    for cert, key in trust.client_certs[:1]:  # one identity per host; the first by name
+        try:
+            ctx.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise RegistryError(
+                f"--cert-dir {cert.parent}: cannot load client certificate {cert.name} "
+                f"with {key.name}: {exc}"
+            ) from None
+    return ctx
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -131,7 +208,7 @@ class RetryTransport(httpx.BaseTransport):
                 if request.extensions.get(BUFFER):
                     resp.read()
             except httpx.TransportError as exc:
-                if last or tls_final(exc):
+                if last or tls_final(exc) or unknown_name(exc):
                     raise
                 self.pause(request, attempt, retries, type(exc).__name__, None)
                 continue
@@ -183,19 +260,69 @@ def backoff_delay(
     return float(min(base + random.uniform(0, base / 2), max_wait))
 
 
+class ProxyRouter(httpx.BaseTransport):
+    """Sends each request directly or through the proxy its URL calls for (one pooled
+    transport per route). httpx's ``mounts`` route by URL pattern only, which cannot say
+    "every loopback address" or a ``NO_PROXY`` CIDR, hence this small router."""
+
+    def __init__(self, proxies: ProxyConfig, make: Callable[[str | None], httpx.HTTPTransport]):
+        self.proxies = proxies
+        self.make = make
+        self._lock = threading.Lock()
+        self._routes: dict[str | None, httpx.HTTPTransport] = {}
+
+    def route(self, url: str) -> tuple[httpx.HTTPTransport, str | None]:
+        proxy = self.proxies.proxy_for(url)
+        with self._lock:
+            if proxy not in self._routes:
+                if proxy is not None:
+                    log.debug("requests to %s go through proxy %s", url, redact(proxy))
+                self._routes[proxy] = self.make(proxy)
+            return self._routes[proxy], proxy
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        transport, proxy = self.route(str(request.url))
+        try:
+            return transport.handle_request(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if proxy is None:
+                raise
+            # the message names the proxy (a refused connection is the proxy's, not the
+            # registry's); the cause chain keeps TLS and DNS causes for the checks above
+            raise httpx.ProxyError(f"through {redact(proxy)}: {exc}", request=request) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            routes, self._routes = list(self._routes.values()), {}
+        for transport in routes:
+            transport.close()
+
+
 def client(host: str, options: Options) -> httpx.Client:
-    """The pooled, retrying client for one registry host (TLS per ``--insecure``/``--ca-file``)."""
+    """The pooled, retrying client for one registry host (TLS per ``--insecure``,
+    ``--ca-file`` and ``--cert-dir``; proxies per ``HTTPS_PROXY``/``NO_PROXY``)."""
     verify: ssl.SSLContext | bool = (
-        False if host_matches(host, options.insecure) else ssl_context(options.ca_file)
+        False if host_matches(host, options.insecure) else host_ssl_context(host, options)
     )
     limits = httpx.Limits(
         max_connections=options.connections,
         max_keepalive_connections=options.connections,
     )
+
+    def transport(proxy: str | None) -> httpx.HTTPTransport:
+        return httpx.HTTPTransport(
+            verify=verify,
+            limits=limits,
+            trust_env=False,
+            proxy=httpx.Proxy(proxy) if proxy is not None else None,
+        )
+
+    proxies = options.proxies if options.proxies is not None else ProxyConfig.from_env()
+    inner: httpx.BaseTransport = (
+        ProxyRouter(proxies, transport) if proxies.active else transport(None)
+    )
     return httpx.Client(
-        transport=RetryTransport(
-            httpx.HTTPTransport(verify=verify, limits=limits, trust_env=False), options
-        ),
+        transport=RetryTransport(inner, options),
         timeout=httpx.Timeout(options.timeout, connect=30.0),
         trust_env=False,
         follow_redirects=False,
@@ -222,13 +349,29 @@ def tls_final(exc: BaseException) -> bool:
     )
 
 
+def unknown_name(exc: BaseException) -> bool:
+    """The resolver says the name does not exist (``EAI_NONAME``; not ``EAI_AGAIN``, a
+    resolver that did not answer): trying again will not make it exist."""
+    return any(
+        isinstance(e, socket.gaierror) and e.errno == socket.EAI_NONAME for e in cause_chain(exc)
+    )
+
+
 def network_error(host: str, exc: BaseException, what: str) -> RegistryError:
     """A failed request as an error that says what to do (TLS trouble names the flags)."""
+    if unknown_name(exc) and not isinstance(exc, httpx.ProxyError):
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return RegistryError(
+            f"{host}: the name {name} is not known here (DNS); check the spelling, or if this "
+            "side reaches registries through a proxy, set HTTPS_PROXY (and NO_PROXY for the "
+            "hosts it must not handle)"
+        )
     for e in cause_chain(exc):
         if isinstance(e, ssl.SSLCertVerificationError):
             return RegistryError(
                 f"{host}: TLS certificate not trusted ({e.verify_message or e}); "
-                "if the registry uses a private CA, pass it with --ca-file FILE "
+                "if the registry uses a private CA, pass it with --ca-file FILE or "
+                f"--cert-dir DIR holding DIR/{host}/ca.crt "
                 f"(or --insecure {host} to skip verification)"
             )
         if isinstance(e, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(e):
@@ -236,6 +379,11 @@ def network_error(host: str, exc: BaseException, what: str) -> RegistryError:
                 f"{host}: answered plain HTTP to a TLS connection; if it really serves "
                 f"plain HTTP, say so with --plain-http {host}"
             )
+    if isinstance(exc, httpx.ProxyError):
+        return TransientError(
+            f"{host}: {what}: the proxy did not connect us ({exc}); check HTTPS_PROXY / "
+            f"HTTP_PROXY, or list {host} in NO_PROXY if it must be reached directly"
+        )
     if isinstance(exc, (httpx.TransportError, httpx.StreamError)):
         return TransientError(f"{host}: {what}: {type(exc).__name__}: {exc}")
     return RegistryError(f"{host}: {what}: {type(exc).__name__}: {exc}")
