@@ -20,7 +20,7 @@ import pytest
 import zstandard
 
 from kferry.load.source import MAX_INPUT_BYTES
-from tests.conftest import Result
+from tests.conftest import Result, run_kferry
 
 RSS_LIMIT_MB = 400
 
@@ -110,7 +110,7 @@ def test_dev_zero_as_input_is_refused_at_once(command: list[str]) -> None:
 
 
 def test_image_list_from_dev_zero_is_refused(tmp_path: Path) -> None:
-    res, _ = run_measured("plan", "-f", "/dev/zero", "--to", "r.local/p", timeout=60)
+    res = run_kferry("plan", "-f", "/dev/zero", "--to", "r.local/p", timeout=60)
     assert res.code == 2 and "binary data" in res.err
 
 
@@ -143,7 +143,7 @@ def test_index_json_of_the_wrong_shape_is_one_line(tmp_path: Path, index: bytes,
         ["bundle", "verify", str(target)],
         ["bundle", "load", str(target), "--to", "127.0.0.1:9/p", "--lock", str(tmp_path / "l")],
     ):
-        res, _ = run_measured(*args, timeout=60)
+        res = run_kferry(*args, timeout=60)
         assert res.code == 2, (args, res.out, res.err)
         assert "index.json" in res.err and "Traceback" not in res.err
         assert len(res.err.strip().splitlines()) == 1
@@ -152,13 +152,13 @@ def test_index_json_of_the_wrong_shape_is_one_line(tmp_path: Path, index: bytes,
 def test_a_file_that_is_no_bundle_is_one_line(tmp_path: Path) -> None:
     f = tmp_path / "notes.txt"
     f.write_text("hello")
-    res, _ = run_measured("bundle", "verify", str(f), timeout=60)
+    res = run_kferry("bundle", "verify", str(f), timeout=60)
     assert res.code == 2 and "not a bundle" in res.err and "Traceback" not in res.err
 
 
 def test_lock_target_that_is_a_directory_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "lockdir").mkdir()
-    res, _ = run_measured(
+    res = run_kferry(
         "mirror", "busybox:1", "--to", "127.0.0.1:9/p", "--lock", str(tmp_path / "lockdir"),
         timeout=60,
     )  # fmt: skip
