@@ -78,12 +78,17 @@ def rewrite_manifests(
     fix_on: Sequence[str] = (),
     fix_off: Sequence[str] = (),
     catalog: Catalog | None = None,
+    lock_name: str | None = None,
 ) -> RewriteOutcome:
+    """Rewrite and fix ``sources``; ``lock_name``: the lock was given by the user (checked
+    against the render and ``to``, see :meth:`~kferry.rewrite.Targeter.check_lock`)."""
     objects, _ = load_objects(list(sources))
     found = find_all(objects, catalog)
     findings, problems = found.findings, found.problems
     locators = locators_for(sources)
     targeter = Targeter(to, lock, pin)
+    if lock is not None and lock_name is not None:
+        targeter.check_lock([f.reference for f in findings if f.reference is not None], lock_name)
     edits = plan_edits(findings, targeter, locators)
     knative = any(
         o.kind == "ConfigMap" and o.namespace == "knative-serving" and o.name == "config-deployment"
