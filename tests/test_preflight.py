@@ -340,3 +340,17 @@ def test_bundle_load_and_airgap_check_the_target_first(
         assert one_error(res).startswith(expected), mode
         assert not out.parent.exists()
     nothing_copied(target_registry, tmp_path)
+
+
+def test_two_causes_are_two_lines(twenty: list[str], tmp_path: Path) -> None:
+    """The source and the target are both down: each is said once, each on its own line."""
+    source, target = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    refs = [r.replace(r.split("/", 1)[0], source, 1) for r in twenty]
+    res = mirror(refs, f"{target}/proj", tmp_path, "--plain-http", source, "--plain-http", target)
+    assert res.code == 1 and res.out == "", res
+    lines = res.err.splitlines()
+    assert lines == [
+        f"kferry: error: {host}: connection refused (nothing listens on that port): check the "
+        "host and port in the reference or --to, and that the registry is running"
+        for host in (target, source)
+    ], res.err

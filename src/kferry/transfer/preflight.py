@@ -50,10 +50,11 @@ MAX_PARALLEL = 8
 
 
 class PreflightError(RegistryError):
-    """One line per registry that is not ready; nothing was copied."""
+    """One line per registry that is not ready; nothing was copied. Printed as the CLI
+    prints any error (``kferry: error: ``, which each further line repeats)."""
 
     def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("\n".join(problems))
+        super().__init__("\nkferry: error: ".join(problems))
         self.problems = list(problems)
 
 
