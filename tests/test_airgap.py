@@ -145,4 +145,4 @@ def test_failed_copy_writes_no_manifests(
     )  # no CA, no credentials
     assert res.code == 1
     assert not out.exists()
-    assert "--ca-file" in res.out
+    assert "--ca-file" in res.err  # the preflight's one line (tests/test_preflight.py)

@@ -35,11 +35,11 @@ def test_plain_http_token_realm_gets_no_password(
         target = registry_factory(tls=True, auth="token", token_server=token, name="lying")
         assert token.realm.startswith("http://")
         img = push_image(source_registry, "realm/app", tag="1")
-        res, summary = mirror(
+        res, _ = mirror(
             target, img.tag_ref, "--plain-http", source_registry.host, lock=tmp_path / "l.json"
         )
         assert res.code == 1, res.out
-        error = summary["failures"][0]["error"]
+        error = res.err  # the preflight's one line (tests/test_preflight.py)
         token_host = token.url.removeprefix("http://")
         assert "plain HTTP" in error and f"--plain-http {token_host}" in error
         assert "Traceback" not in res.err
@@ -47,7 +47,7 @@ def test_plain_http_token_realm_gets_no_password(
         assert all(r.username is None for r in token.requests), token.requests
 
         # Named as plain HTTP by the user: allowed.
-        res, summary = mirror(
+        res, _ = mirror(
             target,
             img.tag_ref,
             "--plain-http",
@@ -74,7 +74,7 @@ def test_plain_http_realm_from_docker_config_credentials_also_refused(
         target = registry_factory(tls=True, auth="token", token_server=token, name="lying2")
         config = write_docker_config(tmp_path / "docker", target)
         img = push_image(source_registry, "realm/cfg", tag="1")
-        res, summary = mirror(
+        res, _ = mirror(
             target,
             img.tag_ref,
             "--plain-http",
@@ -84,7 +84,7 @@ def test_plain_http_realm_from_docker_config_credentials_also_refused(
             lock=tmp_path / "l.json",
         )
         assert res.code == 1
-        assert "unencrypted" in summary["failures"][0]["error"]
+        assert "unencrypted" in res.err  # the preflight's one line
         assert all(r.username is None for r in token.requests)
     finally:
         token.stop()
@@ -229,7 +229,7 @@ def test_ssl_cert_environment_adds_no_trust(
         env={variable: value},
     )
     assert res.code == 1, res.out
-    assert "TLS certificate not trusted" in res.out and "--ca-file" in res.out
+    assert "TLS certificate not trusted" in res.err and "--ca-file" in res.err
 
 
 # -- 11: messages that say what happened ---------------------------------------------------------
@@ -239,7 +239,7 @@ def test_wrong_password_on_stdin_does_not_say_pass_username(
 ) -> None:
     target: Registry = request.getfixturevalue(kind)
     img = push_image(source_registry, "pw/x", tag="1")
-    res, summary = mirror(
+    res, _ = mirror(
         target,
         img.tag_ref,
         "--plain-http",
@@ -248,7 +248,7 @@ def test_wrong_password_on_stdin_does_not_say_pass_username(
         lock=tmp_path / "l.json",
     )
     assert res.code == 1
-    error = summary["failures"][0]["error"]
+    error = res.err  # the preflight's one line (tests/test_preflight.py)
     assert "pass --username" not in error
     assert "password given on stdin" in error
     assert "not-the-password" not in res.out + res.err
@@ -258,7 +258,7 @@ def test_plain_http_against_tls_registry_says_so(
     source_registry: Registry, target_registry: Registry, tmp_path: Path
 ) -> None:
     img = push_image(source_registry, "tls/x", tag="1")
-    res, summary = mirror(
+    res, _ = mirror(
         target_registry,
         img.tag_ref,
         "--plain-http",
@@ -268,7 +268,7 @@ def test_plain_http_against_tls_registry_says_so(
         lock=tmp_path / "l.json",
     )
     assert res.code == 1
-    error = summary["failures"][0]["error"]
+    error = res.err  # the preflight's one line (tests/test_preflight.py)
     assert "serves HTTPS" in error and "drop --plain-http" in error
 
 

@@ -36,8 +36,10 @@ from kferry.plan.lock import check_lock, is_lock_document, lock_entries
 from kferry.report import COMPONENT_LABELS, Report, measure, rows_of
 from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, locators_for
 from kferry.rewrite import plan_rewrite as plan_edits
+from kferry.transfer import preflight
 from kferry.transfer.copy import Copier, ImageResult, Progress
 from kferry.transfer.layout.read import LayoutReader
+from kferry.transfer.layout.volumes import find_volumes
 from kferry.transfer.layout.write import LayoutWriter
 from kferry.transfer.registry import Registries
 from kferry.transfer.stores import ImageSink, ImageSource, RegistryStore
@@ -76,12 +78,17 @@ def rewrite_manifests(
     fix_on: Sequence[str] = (),
     fix_off: Sequence[str] = (),
     catalog: Catalog | None = None,
+    lock_name: str | None = None,
 ) -> RewriteOutcome:
+    """Rewrite and fix ``sources``; ``lock_name``: the lock was given by the user (checked
+    against the render and ``to``, see :meth:`~kferry.rewrite.Targeter.check_lock`)."""
     objects, _ = load_objects(list(sources))
     found = find_all(objects, catalog)
     findings, problems = found.findings, found.problems
     locators = locators_for(sources)
     targeter = Targeter(to, lock, pin)
+    if lock is not None and lock_name is not None:
+        targeter.check_lock([f.reference for f in findings if f.reference is not None], lock_name)
     edits = plan_edits(findings, targeter, locators)
     knative = any(
         o.kind == "ConfigMap" and o.namespace == "knative-serving" and o.name == "config-deployment"
@@ -207,6 +214,7 @@ def mirror_images(refs: Sequence[Reference], to: Target, copy: Copy) -> list[Ima
 
 
 def _mirror_planned(planned: Sequence[Planned], copy: Copy) -> list[ImageResult]:
+    preflight.check_planned(copy.options, planned)  # each registry once: one error per cause
     registries = Registries(copy.options)
     try:
         store = RegistryStore(registries)
@@ -221,6 +229,7 @@ def save_bundle(
     """Registry to OCI layout; finished (index.json, tar, or volumes of ``split`` bytes) only
     when every image made it. Returns the results and where the bundle (its volume manifest,
     or its resumable staging directory) is."""
+    preflight.check(copy.options, pull=refs)  # before the bundle is started
     registries = Registries(copy.options)
     with LayoutWriter(out, split) as writer:
         try:
@@ -238,12 +247,20 @@ def load_bundle(
     bundle: Path, to: Target, copy: Copy, tmp_dir: Path | None = None
 ) -> list[ImageResult]:
     """OCI layout to registry, each image planned from its source reference (a ``.tar.zst``
-    is unpacked under ``tmp_dir``, default ``TMPDIR``, for the time of the load)."""
+    is unpacked under ``tmp_dir``, default ``TMPDIR``, for the time of the load).
+
+    The target is checked before the bundle is opened (reachable, credentials accepted),
+    and push permission once the bundle names the first repository."""
+    if not bundle.exists() and find_volumes(bundle) is None:
+        raise InputError(f"{bundle}: no such bundle")  # bad input before any registry
+    preflight.check(copy.options, reach=[to.registry])
     registries = Registries(copy.options)
     try:
         with LayoutReader(bundle, tmp_dir) as reader:
             refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
-            return copy.run(reader, RegistryStore(registries), plan(refs, to))
+            planned = plan(refs, to)
+            preflight.check(copy.options, push=[p.target for p in planned[:1]], checked=True)
+            return copy.run(reader, RegistryStore(registries), planned)
     finally:
         registries.close()
 

@@ -76,13 +76,29 @@ class LoginFlags:
     password_stdin: bool = False
 
 
-def _target(to: str, layout: str) -> Target:
-    return Target.parse(to, layout)
+def _target(to: str, layout: str, no_project: bool) -> Target:
+    """``--to`` must name a project unless ``--no-project`` says the registry has none:
+    without one the first component of each target path (the source host under the keep
+    layout) would silently become the project, which on Harbor fails later or lands in
+    another team's project."""
+    target = Target.parse(to, layout)
+    if not target.project and not no_project:
+        first = {"keep": "source host", "drop-host": "first path component"}.get(
+            target.layout.value, "flattened name"
+        )
+        raise InputError(
+            f"--to {to}: no project (expected REGISTRY[:PORT]/PROJECT); without one each "
+            f"image's {first} would be taken for the project: name the project, or pass "
+            "--no-project if this registry has no projects"
+        )
+    if target.project and no_project:
+        raise InputError(f"--to {to} names project {target.project!r}; drop --no-project")
+    return target
 
 
 target_flags = _group(
     "target",
-    ("to", "layout"),
+    ("to", "layout", "no_project"),
     _target,
     [
         click.option(
@@ -100,9 +116,16 @@ target_flags = _group(
             help="keep: PROJECT/<host>/<path>; drop-host: PROJECT/<path>; "
             "flat: PROJECT/<host__path> (one level).",
         ),
+        click.option(
+            "--no-project",
+            is_flag=True,
+            help="--to names a registry without projects (plain distribution): images go "
+            "right below the host. Without it a --to without PROJECT is refused.",
+        ),
     ],
 )
-"""``--to`` and ``--layout``: passed as ``target``, a :class:`~kferry.plan.Target`."""
+"""``--to``, ``--layout`` and ``--no-project``: passed as ``target``, a
+:class:`~kferry.plan.Target`."""
 
 AUTHFILE_HELP = (
     "Credentials file (containers auth.json format). Lookup order: --authfile, else "

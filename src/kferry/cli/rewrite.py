@@ -123,18 +123,27 @@ def rewrite(
 
     Only the references (and what a fix names) change; every other byte stays as it was.
     """
+    if lock is not None and not lock.exists():
+        raise InputError(f"--lock {lock}: no such file")
     lock_entries = read_lock(lock) if lock else None
     if pin_digests and lock is None:
-        default = Path(LOCK_NAME)
-        if not default.exists():
+        lock = Path(LOCK_NAME)
+        if not lock.exists():
             raise InputError("--pin-digests needs the lock file (--lock, or ./kferry.lock.json)")
-        lock_entries = read_lock(default)
+        lock_entries = read_lock(lock)
     sources = read_sources(paths or ("-",))
     if pull_secret:
         fix_on = (*fix_on, f"pull-secret={pull_secret}")
     catalog = catalog_from(catalogs)
     outcome = rewrite_manifests(
-        sources, target, lock_entries, pin_digests, fix_on, fix_off, catalog
+        sources,
+        target,
+        lock_entries,
+        pin_digests,
+        fix_on,
+        fix_off,
+        catalog,
+        lock_name=str(lock) if lock else None,
     )
     _write(outcome.text, out)
     _report(outcome, target)

@@ -54,6 +54,36 @@ class Targeter:
     def text(self, source: Reference) -> str:
         return self.target(source).canonical
 
+    def check_lock(self, sources: Iterable[Reference], name: str) -> None:
+        """The lock given with ``--lock`` belongs to this render and this ``--to``: it records
+        at least one of the render's images, and each one it records sits where ``--to`` and
+        ``--layout`` plan it. Otherwise the rewrite would point at places that hold nothing,
+        or other than the user said, and still report success: bad input, exit 2."""
+        refs = list({r.canonical: r for r in sources}.values())
+        if not refs:
+            return
+        recorded = [(r, e) for r in refs if (e := self.lock.entry(r)) is not None]
+        if not recorded:
+            raise RewriteError(
+                f"--lock {name}: records none of the {len(refs)} images of this render "
+                f"({len(self.lock)} entries, e.g. {next(iter(self.lock), 'none')}): it is the "
+                "lock of another copy; give the lock that kferry mirror or bundle load wrote "
+                "for these images"
+            )
+        wrong = [
+            (r, e.target, planned)
+            for r, e in recorded
+            if e.target.repository != (planned := plan_one(r, self.to)).repository
+        ]
+        if wrong:
+            source, there, planned = wrong[0]
+            raise RewriteError(
+                f"--lock {name}: {len(wrong)} of the {len(recorded)} images it records for this "
+                f"render are not where --to {self.to} --layout {self.to.layout} puts them, e.g. "
+                f"{source.canonical} is at {there.repository}, not {planned.repository}: pass "
+                "the --to and --layout of that copy, or the lock of a copy to this --to"
+            )
+
 
 @dataclass
 class Plan:
