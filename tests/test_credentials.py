@@ -233,7 +233,7 @@ def test_login_then_private_source_and_target_with_two_cas(
     res = run_kferry("bundle", "save", img.tag_ref, "-o", str(tmp_path / "b2"),
                      "--cert-dir", str(certs),
                      env={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})  # fmt: skip
-    assert res.code == 1 and "401" in res.out + res.err
+    assert res.code == 1 and "asks for credentials and none are configured" in res.err  # preflight
 
     res = run_kferry("logout", source.host, "--authfile", str(authfile))
     assert res.code == 0, res.err
@@ -333,7 +333,7 @@ def test_https_proxy_for_the_connected_side_loopback_direct(
         seen = len(proxy.requests())
         res = run_kferry(*args, env={**env, "NO_PROXY": "other.example,.proxy.test"})
         assert res.code == 1
-        assert "is not known here (DNS)" in res.out and "HTTPS_PROXY" in res.out
+        assert "is not known here (DNS)" in res.err and "HTTPS_PROXY" in res.err  # one line
         assert len(proxy.requests()) == seen  # NO_PROXY: not sent to the proxy at all
     finally:
         proxy.stop()

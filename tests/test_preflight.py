@@ -159,7 +159,7 @@ def test_no_credentials_at_all_says_how_to_give_them(
     line = one_error(res)
     assert line == (
         f"{target_registry.host}: asks for credentials and none are configured for it: "
-        f"docker login {target_registry.host}, or --username USER --password-stdin"
+        f"kferry login {target_registry.host}, or --username USER --password-stdin"
     ), line
     nothing_copied(target_registry, tmp_path)
 

@@ -24,7 +24,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from kferry.transfer.credentials import Credential
-from kferry.transfer.errors import AuthError, RegistryError
+from kferry.transfer.errors import AuthError, CredentialsRejected, RegistryError
 from kferry.transfer.transport import BUFFER, host_matches, network_error
 
 # A request extension: the token scopes the request needs (``repository:NAME:pull``).
@@ -151,9 +151,10 @@ class RegistryAuth(httpx.Auth):
         except httpx.HTTPError as exc:
             raise network_error(self.host, exc, f"token service {realm}") from None
         if resp.status_code in (401, 403):
-            raise AuthError(
+            raise CredentialsRejected(
                 f"{self.host}: the token service {realm} refused {cred.describe()} "
-                f"(HTTP {resp.status_code}); {self.login_hint()}"
+                f"(HTTP {resp.status_code}); {self.login_hint()}",
+                via_token_service=True,
             )
         if resp.status_code != 200:
             raise RegistryError(

@@ -15,6 +15,16 @@ class AuthError(RegistryError):
     pass
 
 
+class CredentialsRejected(AuthError):
+    """The registry or its token service answered the credentials themselves with 401/403
+    (not: no challenge, a realm that is not HTTPS...): what preflight and login report as a
+    wrong user name or password."""
+
+    def __init__(self, message: str, via_token_service: bool = False) -> None:
+        super().__init__(message)
+        self.via_token_service = via_token_service
+
+
 class NotFound(RegistryError):
     pass
 

@@ -19,7 +19,7 @@ from typing import Any
 from kferry.atomic import atomic_write
 from kferry.errors import InputError
 from kferry.transfer.credentials import Credential, Keychain, normalise_key
-from kferry.transfer.errors import AuthError, RegistryError
+from kferry.transfer.errors import AuthError, CredentialsRejected, RegistryError
 from kferry.transfer.registry import Registry
 from kferry.transfer.transport import Options
 
@@ -36,8 +36,8 @@ def check_credentials(host: str, credential: Credential, options: Options) -> No
         resp = registry.request("GET", "/v2/", ())
         status = resp.status_code
         resp.close()
-    except AuthError as exc:
-        via = " (its token service refused them)" if "token service" in str(exc) else ""
+    except CredentialsRejected as exc:
+        via = " (its token service refused them)" if exc.via_token_service else ""
         raise AuthError(rejected + via) from None
     finally:
         registry.close()

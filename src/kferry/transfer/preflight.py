@@ -36,10 +36,10 @@ import httpx
 from kferry.name import Reference
 from kferry.plan import Planned
 from kferry.transfer import transport
-from kferry.transfer.errors import AuthError, RegistryError
+from kferry.transfer.errors import AuthError, CredentialsRejected, RegistryError
 from kferry.transfer.media import COPYABLE_DIGEST
 from kferry.transfer.registry import Registries, Registry
-from kferry.transfer.transport import RETRY_STATUS, Options, cause_chain
+from kferry.transfer.transport import RETRY_STATUS, Options, cause_chain, network_error
 
 # "connection refused" may be a registry restarting: asked again after these pauses, no more.
 CONNECT_PAUSES = (0.5, 1.0)
@@ -164,10 +164,7 @@ def _unreachable(host: str, exc: BaseException, plain: bool) -> RegistryError:
             "port in the reference or --to, and that the registry is running"
         )
     if any(isinstance(e, socket.gaierror) for e in chain):
-        return RegistryError(
-            f"{host}: the host name does not resolve: check its spelling, and DNS or "
-            "/etc/hosts on this machine"
-        )
+        return network_error(host, exc, "GET /v2/")  # the copy's own words (names HTTPS_PROXY)
     if isinstance(exc, httpx.TimeoutException):
         return RegistryError(
             f"{host}: no answer ({type(exc).__name__}): check that this machine can reach it "
@@ -209,12 +206,11 @@ def _credentials(reg: Registry, h: _Host) -> None:
 
 
 def _rejected(reg: Registry, h: _Host, exc: AuthError) -> RegistryError:
-    """A 401 at ``/v2/`` as what it means. Only two of the AuthErrors there are about the
-    credentials themselves: the registry answering 401 again after its challenge was answered
-    ("401 Unauthorized for ...") and the token service refusing them ("... refused ...");
-    the others (no challenge, a token realm that is not HTTPS...) already say what to do."""
-    text = str(exc)
-    if "401 Unauthorized for" not in text and " refused " not in text:
+    """A 401 at ``/v2/`` as what it means. Only :class:`CredentialsRejected` is about the
+    credentials themselves (the registry answering 401 again after its challenge was answered,
+    or the token service refusing them); the other AuthErrors (no challenge, a token realm
+    that is not HTTPS...) already say what to do."""
+    if not isinstance(exc, CredentialsRejected):
         return exc
     cred = reg.credential
     if cred.anonymous:
@@ -225,12 +221,12 @@ def _rejected(reg: Registry, h: _Host, exc: AuthError) -> RegistryError:
     if cred.source == "--username/--password-stdin":
         fix = "check the user name and the password given on stdin"
     else:
-        fix = f"log in again (docker login {reg.host}) with the right password"
+        fix = f"log in again (kferry login {reg.host}) with the right password"
     return AuthError(f"{reg.host}: rejected the credentials ({cred.describe()}): {fix}")
 
 
 def _login_hint(host: str, target: bool) -> str:
-    how = f"docker login {host}"
+    how = f"kferry login {host}"
     return how + (", or --username USER --password-stdin" if target else "")
 
 

@@ -21,6 +21,7 @@ from kferry.transfer import transport
 from kferry.transfer.auth import SCOPES, RegistryAuth, parse_challenge
 from kferry.transfer.errors import (
     AuthError,
+    CredentialsRejected,
     DigestMismatch,
     NotFound,
     RegistryError,
@@ -99,7 +100,7 @@ class Registry:
                 continue
             if resp.status_code == 401:
                 resp.close()
-                raise AuthError(
+                raise CredentialsRejected(
                     f"{self.host}: 401 Unauthorized for {' '.join(scopes) or 'the API'}; "
                     f"tried {self.credential.describe()}; {self.auth.login_hint()}"
                 )
