@@ -185,6 +185,7 @@ class Copy:
     jobs: int = 8
     platforms: Sequence[str] = ()
     progress: Progress | None = None
+    referrers: bool = True
 
     def run(
         self, source: ImageSource, sink: ImageSink, planned: Sequence[Planned]
@@ -198,6 +199,7 @@ class Copy:
             retries=self.options.retries,
             backoff=self.options.backoff,
             max_wait=self.options.max_wait,
+            referrers=self.referrers,
         ).run(planned)
 
 
@@ -242,7 +244,7 @@ def load_bundle(
     registries = Registries(copy.options)
     try:
         with LayoutReader(bundle, tmp_dir) as reader:
-            refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
+            refs = parse_image_args([e.name for e in reader.images()], f"{bundle}: image")
             return copy.run(reader, RegistryStore(registries), plan(refs, to))
     finally:
         registries.close()

@@ -26,7 +26,13 @@ from kferry.transfer.errors import (
     RegistryError,
     TransientError,
 )
-from kferry.transfer.media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from kferry.transfer.media import (
+    ACCEPT,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Manifest,
+    parse_manifest,
+)
 from kferry.transfer.transport import BUFFER, RETRY_STATUS, Options, retry_after
 
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -183,6 +189,27 @@ class Registry:
             return self.get_manifest(repo, ref, push=push).digest
         except NotFound:
             return None
+
+    def referrers(self, repo: str, digest: str) -> Manifest | None:
+        """The referrers API's index of the manifests whose ``subject`` is ``digest``; None
+        when the registry has no referrers API (it answers 404, or 400/405 for a path it
+        does not route; opencontainers/distribution-spec@v1.1.0 spec.md "Listing Referrers":
+        a registry with the API never answers 404), so the caller falls back to the tag
+        schema."""
+        resp = self.request(
+            "GET",
+            f"/v2/{repo}/referrers/{digest}",
+            self.scopes(repo, False),
+            headers={"Accept": OCI_INDEX},
+            stream=True,
+        )
+        where = f"{self.host}/{repo}: referrers of {digest}"
+        if resp.status_code in (400, 404, 405):
+            resp.close()
+            return None
+        self._check(resp, where)
+        raw = self._read_capped(resp, MAX_MANIFEST_BYTES, where, "referrers list")
+        return parse_manifest(raw, OCI_INDEX, where)
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> None:
         resp = self.request(

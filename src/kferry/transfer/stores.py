@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 from kferry.name import Reference
 from kferry.transfer.digest import verified
 from kferry.transfer.media import Descriptor, Manifest
+from kferry.transfer.referrers import KIND_REFERRERS, TAG_SUFFIXES, Found, tag_for
 from kferry.transfer.registry import Registries
 
 BlobOutcome = Literal["sent", "mounted", "exists"]
@@ -58,11 +59,36 @@ class RegistryStore:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._known: dict[tuple[str, str], str] = {}  # (host, digest) -> a repo holding it
         self._present: set[tuple[str, str, str]] = set()  # (host, repo, digest) seen there
+        # Referrers lists the referrers API sent, under their tag-schema name (not a tag there).
+        self._listed: dict[str, Manifest] = {}
         self._guard = threading.Lock()
 
     # -- source -------------------------------------------------------------------------------
     def get_manifest(self, ref: Reference) -> Manifest:
+        listed = self._listed.get(ref.canonical)
+        if listed is not None:
+            return listed
         return self.registries.get(ref.domain).get_manifest(ref.path, _identifier(ref))
+
+    def find_referrers(self, ref: Reference, digest: str) -> list[Found]:
+        """cosign's ``.sig``/``.att``/``.sbom`` tags, then the OCI referrers (the API where
+        the registry has it, else the tag schema); see :mod:`kferry.transfer.referrers`."""
+        reg = self.registries.get(ref.domain)
+        found = []
+        for suffix in TAG_SUFFIXES:
+            tag = tag_for(digest, suffix)
+            if reg.manifest_digest(ref.path, tag) is not None:
+                found.append(Found(ref.at(tag), suffix, digest))
+        listing_ref = ref.at(tag_for(digest))
+        listing = reg.referrers(ref.path, digest)
+        if listing is not None:
+            if listing.children:
+                with self._guard:
+                    self._listed[listing_ref.canonical] = listing
+                found.append(Found(listing_ref, KIND_REFERRERS, digest))
+        elif reg.manifest_digest(ref.path, listing_ref.tag or "") is not None:
+            found.append(Found(listing_ref, KIND_REFERRERS, digest))
+        return found
 
     def get_child(self, ref: Reference, digest: str) -> Manifest:
         return self.registries.get(ref.domain).get_manifest(ref.path, digest)
