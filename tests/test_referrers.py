@@ -257,3 +257,21 @@ def test_referrers_list_in_the_target_is_merged_not_replaced(
     assert again["copied"] == 0
     after = fetch_manifest(target_registry.client(), target_repo, _tag(image.digest))
     assert after.digest == listing.digest
+
+
+def test_platform_filter_keeps_the_referrers_list_of_a_single_image(
+    source_registry: Registry, target_registry: Registry, tmp_path: Path
+) -> None:
+    """--platform filters indexes of platforms; a referrers list (an index without platforms)
+    is copied whole, and the image keeps its digest, so its referrers still name it."""
+    image = push_image(source_registry, "team/single", tag="v1", platform="linux/amd64")
+    ours = _artifact(source_registry, "team/single", image, "sbom of a single image")
+    _list(source_registry, "team/single", image, [ours])
+    summary = _mirror(
+        source_registry, target_registry, {"single": image}, tmp_path / "lock.json",
+        "--platform", "linux/amd64",
+    )  # fmt: skip
+    assert summary["copied"] == 1 and summary["referrers"] == 1, summary
+    target_repo = f"proj/{source_registry.host.replace(':', '-')}/team/single"
+    listing = fetch_manifest(target_registry.client(), target_repo, _tag(image.digest))
+    assert [m["digest"] for m in json.loads(listing.data)["manifests"]] == [ours["digest"]]

@@ -179,7 +179,8 @@ class Copier:
         result.source_digest = top.digest
         if src.digest and top.digest != src.digest:
             raise RegistryError(f"{src.canonical}: source sent manifest {top.digest}")
-        if self.platforms and top.media_type in INDEX_TYPES:
+        if self.platforms and top.media_type in INDEX_TYPES and not result.kind:
+            # (a referrers list is an index of artifacts, not of platforms: never filtered)
             filtered = _filtered_index(top, self.platforms, src.canonical)
             if filtered is not None:
                 result.notes.append(
