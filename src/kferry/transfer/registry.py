@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -36,6 +37,7 @@ from kferry.transfer.media import (
 from kferry.transfer.transport import BUFFER, RETRY_STATUS, Options, retry_after
 
 DOCKER_HUB_API = "registry-1.docker.io"
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
 class Registry:
@@ -189,6 +191,30 @@ class Registry:
             return self.get_manifest(repo, ref, push=push).digest
         except NotFound:
             return None
+
+    def tags(self, repo: str, page: int = 1000, max_pages: int = 10) -> set[str] | None:
+        """Every tag of ``repo`` (``GET /v2/<name>/tags/list``, pages followed through the
+        ``Link`` header); None when the registry will not list them or there are more than
+        ``page * max_pages`` (the caller then asks tag by tag)."""
+        url = f"/v2/{repo}/tags/list?{urlencode({'n': page})}"
+        found: set[str] = set()
+        for _ in range(max_pages):
+            resp = self.request("GET", url, self.scopes(repo, False), stream=True)
+            if resp.status_code != 200:
+                resp.close()
+                return None
+            link = resp.headers.get("Link", "")
+            raw = self._read_capped(resp, MAX_MANIFEST_BYTES, f"{self.host}/{repo}", "tag list")
+            try:
+                listed = json.loads(raw).get("tags") or []
+            except (ValueError, AttributeError):
+                return None
+            found.update(t for t in listed if isinstance(t, str))
+            nxt = _LINK_NEXT.search(link)
+            if nxt is None:
+                return found
+            url = urljoin(self.base + "/", nxt.group(1))
+        return None
 
     def referrers(self, repo: str, digest: str) -> Manifest | None:
         """The referrers API's index of the manifests whose ``subject`` is ``digest``; None
