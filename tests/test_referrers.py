@@ -28,6 +28,7 @@ from tests.support.images import (
     push_manifest,
     sha256_digest,
 )
+from tests.support.proxy import ProxyFactory
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.registry
@@ -275,3 +276,32 @@ def test_platform_filter_keeps_the_referrers_list_of_a_single_image(
     target_repo = f"proj/{source_registry.host.replace(':', '-')}/team/single"
     listing = fetch_manifest(target_registry.client(), target_repo, _tag(image.digest))
     assert [m["digest"] for m in json.loads(listing.data)["manifests"]] == [ours["digest"]]
+
+
+def test_registry_that_will_not_list_tags_is_asked_tag_by_tag(
+    source_registry: Registry,
+    target_registry: Registry,
+    make_flaky_proxy: ProxyFactory,
+    tmp_path: Path,
+) -> None:
+    """Tags are looked up in the repository's tag list; where listing is refused, each
+    cosign tag is asked for by itself, and the signature still comes along."""
+    image = push_image(source_registry, "team/nolist", tag="v1")
+    sig = _artifact(source_registry, "team/nolist", image, "a signature")
+    raw = fetch_manifest(source_registry.client(), "team/nolist", sig["digest"]).data
+    push_manifest(
+        source_registry.client(), "team/nolist", _tag(image.digest, "sig"), raw, OCI_MANIFEST
+    )
+    proxy = make_flaky_proxy(source_registry)
+    proxy.fail_for(120, status=403, path=r"/tags/list")
+    login, stdin = _login(target_registry)
+    res = run_kferry(
+        "mirror", proxy.ref("team/nolist", "v1"), "--plain-http", proxy.host,
+        "--to", f"{target_registry.host}/proj", *login, "-o", "json",
+        "--lock", str(tmp_path / "lock.json"), stdin=stdin,
+    )  # fmt: skip
+    assert res.code == 0, res.err + res.out
+    assert json.loads(res.out)["referrers"] == 1
+    assert any(r.method == "HEAD" and r.path.endswith(".sig") for r in proxy.requests)
+    target_repo = f"proj/{proxy.host.replace(':', '-')}/team/nolist"
+    assert _tag(image.digest, "sig") in list_tags(target_registry.client(), target_repo)
