@@ -167,6 +167,7 @@ def test_bundle_save_and_load_carry_them(
     assert json.loads(res.out)["referrers"] == 3
     verified = run_kferry("bundle", "verify", str(out), "-o", "json")
     assert verified.code == 0, verified.out + verified.err
+    assert json.loads(verified.out)["images"] == 3  # signatures checked, not counted
 
     login, stdin = _login(target_registry)
     lock = tmp_path / "lock.json"
