@@ -55,6 +55,26 @@ def test_lock_merge_refuses_a_conflict_naming_the_image(tmp_path: Path) -> None:
     assert not (tmp_path / "out.json").exists()
 
 
+def test_lock_merge_joins_the_referrers_of_one_image(tmp_path: Path) -> None:
+    digest = "sha256:" + "1" * 64
+    sig = {"tag": "sha256-" + "1" * 64 + ".sig", "digest": "sha256:" + "3" * 64, "kind": "sig"}
+    att = {"tag": "sha256-" + "1" * 64 + ".att", "digest": "sha256:" + "4" * 64, "kind": "att"}
+    a = _lock(tmp_path / "a.json", {**_entry("x.example/a:1", digest), "referrers": [sig]})
+    b = _lock(tmp_path / "b.json", {**_entry("x.example/a:1", digest), "referrers": [att]})
+    out = tmp_path / "out.json"
+    res = run_kferry("lock", "merge", str(a), str(b), "-o", str(out))
+    assert res.code == 0, res.err
+    (entry,) = json.loads(out.read_text())["images"]
+    assert sorted(r["kind"] for r in entry["referrers"]) == ["att", "sig"]
+
+
+def test_lock_with_a_malformed_referrer_is_refused(tmp_path: Path) -> None:
+    bad = {**_entry("x.example/a:1", "sha256:" + "1" * 64), "referrers": [{"tag": "t"}]}
+    a = _lock(tmp_path / "a.json", bad)
+    res = run_kferry("lock", "merge", str(a), "-o", str(tmp_path / "out.json"))
+    assert res.code == 2 and "images[0].referrers[0]" in res.err
+
+
 @pytest.fixture
 def workload(source_registry: Registry) -> list[PushedImage]:
     """Twelve images sharing a base layer (dedupe inside and across shards)."""
