@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -253,3 +254,53 @@ def test_killed_bundle_load_reruns_to_an_exact_copy(
         )
         == []
     )
+
+
+def test_killed_split_bundle_load_resumes_without_sending_again(
+    source_registry: Registry,
+    target_registry: Registry,
+    images: list[PushedImage],
+    make_flaky_proxy: ProxyFactory,
+    tmp_path: Path,
+) -> None:
+    """A load of a split bundle killed midway, rerun: the blobs each repository got before
+    the kill are not sent to it again; the rest is, and the target ends an exact copy."""
+    work, tmp = _dirs(tmp_path)
+    bundle = tmp_path / "media" / "b.tar"
+    bundle.parent.mkdir()
+    res = run_kferry("bundle", "save", *refs_via(source_registry, images), "--plain-http",
+                     source_registry.host, "-o", str(bundle), "--split", "1M")  # fmt: skip
+    assert res.code == 0, res.err
+    assert len(list(bundle.parent.glob("b.tar.0*"))) >= 3
+    proxy = make_flaky_proxy(target_registry)
+    proxy.fail_for(30, status=503, retry_after=1, method="PUT", path=r"/manifests/")
+    args = [
+        "bundle", "load", str(bundle.with_name("b.tar.volumes.json")), "--to",
+        f"{proxy.host}/air", "--plain-http", proxy.host,
+        "--username", str(target_registry.username), "--password-stdin",
+    ]  # fmt: skip
+    stdin = f"{target_registry.password}\n".encode()
+    env = {"TMPDIR": str(tmp)}
+
+    def puts(start: int = 0, done: bool = True) -> set[tuple[str, str]]:
+        """(repository, digest) of each blob PUT (answered 201 when ``done``)."""
+        return {
+            (r.path.split("/blobs/")[0], unquote(r.path).split("digest=")[-1].split("&")[0])
+            for r in proxy.requests[start:]
+            if r.method == "PUT" and "digest=" in r.path and (r.status == 201 or not done)
+        }
+
+    def sent() -> set[tuple[str, str]]:
+        return puts()
+
+    proc = start(args, work, env, stdin)
+    assert kill_when(proc, lambda: len(sent()) >= 2, signal.SIGKILL)
+    before, seen = sent(), len(proxy.requests)
+    proxy.clear_faults()
+    res = run_kferry(*args, stdin=stdin, env=env, cwd=work, timeout=300)
+    assert res.code == 0, res.out + res.err
+    # (A blob that the killed run put in one repository only may be sent again to another
+    # one: a new run does not know where to mount it from.)
+    again = puts(seen, done=False)
+    assert before and not before & again, (before, again)
+    skopeo_check(target_registry, "air", images, source_registry.host, work)

@@ -192,6 +192,7 @@ class Copy:
     jobs: int = 8
     platforms: Sequence[str] = ()
     progress: Progress | None = None
+    referrers: bool = True
 
     def run(
         self, source: ImageSource, sink: ImageSink, planned: Sequence[Planned]
@@ -205,6 +206,7 @@ class Copy:
             retries=self.options.retries,
             backoff=self.options.backoff,
             max_wait=self.options.max_wait,
+            referrers=self.referrers,
         ).run(planned)
 
 
@@ -257,7 +259,7 @@ def load_bundle(
     registries = Registries(copy.options)
     try:
         with LayoutReader(bundle, tmp_dir) as reader:
-            refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
+            refs = parse_image_args([e.name for e in reader.images()], f"{bundle}: image")
             planned = plan(refs, to)
             preflight.check(copy.options, push=[p.target for p in planned[:1]], checked=True)
             return copy.run(reader, RegistryStore(registries), planned)

@@ -143,6 +143,11 @@ class FlakyProxy:
         with self._lock:
             self._faults.append(fault)
 
+    def clear_faults(self) -> None:
+        """Forget every fault not yet used up: from now on everything is forwarded."""
+        with self._lock:
+            self._faults = []
+
     @staticmethod
     def _pattern(path: str | None) -> re.Pattern[str] | None:
         return re.compile(path) if path is not None else None

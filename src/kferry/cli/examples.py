@@ -31,6 +31,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "bundle save": (
         "kferry bundle save --from RENDER.yaml -o kubeflow.tar.zst",
         "kferry bundle save --from RENDER.yaml --platform linux/amd64 -o images/",
+        "kferry bundle save -f images.txt --shard 1/2 --no-referrers -o part-1.tar",
     ),
     "bundle load": (f"kferry bundle load kubeflow.tar.zst --to {REG} --ca-file harbor-ca.pem",),
     "bundle verify": ("kferry bundle verify kubeflow.tar.zst -o json",),
@@ -64,7 +65,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         f"kferry mirror --from RENDER.yaml --to {REG} --ca-file harbor-ca.pem \\\n"
         "      --username robot --password-stdin < robot.txt",
         f"kferry images -o list RENDER.yaml | kferry mirror -f - --to {REG}",
+        f"kferry mirror -f images.txt --to {REG} --shard 0/3 --lock shard-0.json",
     ),
+    "lock": ("kferry lock merge shard-0.json shard-1.json shard-2.json -o kferry.lock.json",),
+    "lock merge": ("kferry lock merge shard-*.json -o kferry.lock.json",),
     "mirror-config": (
         f"kferry mirror-config --from RENDER.yaml --to {REG} -o certs.d",
         f"kferry mirror-config --from RENDER.yaml --to {REG} --format crio -o registries.conf",

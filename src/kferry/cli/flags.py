@@ -61,11 +61,13 @@ class TlsFlags:
 
 @dataclass(frozen=True, slots=True)
 class CopyFlags:
-    """How images are copied: parallel transfers, platform filter, upload chunk size."""
+    """How images are copied: parallel transfers, platform filter, upload chunk size, and
+    whether signatures, attestations, SBOMs and OCI referrers come along."""
 
     jobs: int = 8
     platforms: tuple[str, ...] = ()
     chunk_size: int = 64 << 20
+    referrers: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +181,15 @@ tls_flags = _group(
 """``--ca-file``, ``--cert-dir``, ``--insecure``, ``--plain-http``, ``--authfile``: passed as
 ``tls``, a :class:`TlsFlags`."""
 
+
+def _copy(jobs: int, platforms: tuple[str, ...], chunk_size: int, no_referrers: bool) -> CopyFlags:
+    return CopyFlags(jobs, platforms, chunk_size, not no_referrers)
+
+
 copy_flags = _group(
     "transfer",
-    ("jobs", "platforms", "chunk_size"),
-    CopyFlags,
+    ("jobs", "platforms", "chunk_size", "no_referrers"),
+    _copy,
     [
         click.option(
             "--jobs",
@@ -207,9 +214,16 @@ copy_flags = _group(
             metavar="BYTES",
             help="Upload larger blobs in chunks of this size (for proxies that cap bodies).",
         ),
+        click.option(
+            "--no-referrers",
+            is_flag=True,
+            help="Leave signatures, attestations, SBOMs and OCI referrers behind "
+            "(copied by default).",
+        ),
     ],
 )
-"""``--jobs``, ``--platform``, ``--chunk-size``: passed as ``transfer``, a :class:`CopyFlags`."""
+"""``--jobs``, ``--platform``, ``--chunk-size``, ``--no-referrers``: passed as ``transfer``, a
+:class:`CopyFlags`."""
 
 login_flags = _group(
     "login",

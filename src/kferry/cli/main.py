@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("kferry.cli.doctor:doctor", "Check a cluster for known air-gap problems."),
     "help": ("kferry.cli.main:help_cmd", "Topics: exit-codes."),
     "images": ("kferry.cli.images:images", "List every image the manifests need."),
+    "lock": ("kferry.cli.lock:lock", "Lock files: merge the shards' lock files."),
     "login": ("kferry.cli.login:login", "Check and save registry credentials (auth.json)."),
     "logout": ("kferry.cli.login:logout", "Remove saved registry credentials."),
     "mirror": ("kferry.cli.transfer:mirror", "Copy images registry to registry, byte for byte."),

@@ -39,6 +39,7 @@ from kferry.name import Reference
 from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
 from kferry.plan import LOCK_NAME, Target, plan
 from kferry.plan.lock import check_lock
+from kferry.plan.shard import Shard
 from kferry.transfer.copy import ImageResult, Progress
 from kferry.transfer.layout.verify import verify_bundle
 from kferry.transfer.layout.volumes import parse_size
@@ -76,6 +77,17 @@ def output_option(func: F) -> F:
         show_default=True,
         callback=record_format,
         help="Summary for people, or JSON or YAML.",
+    )(func)
+
+
+def shard_option(func: F) -> F:
+    """``--shard I/N``: this host's part of the images (see :mod:`kferry.plan.shard`)."""
+    return click.option(
+        "--shard",
+        metavar="I/N",
+        callback=lambda _ctx, _param, value: Shard.parse(value) if value else None,
+        help="Copy only part I of N (I from 0, e.g. a Job's JOB_COMPLETION_INDEX); the N "
+        "parts are disjoint and together all images. Merge their locks with kferry lock merge.",
     )(func)
 
 
@@ -133,10 +145,10 @@ class BarProgress(Progress):
 def copying(options: Options, transfer: CopyFlags, images: int | None) -> Iterator[Copy]:
     """How to copy, with progress bars on a terminal (nothing noisy in a pipe)."""
     if not sys.stderr.isatty():
-        yield Copy(options, transfer.jobs, transfer.platforms)
+        yield Copy(options, transfer.jobs, transfer.platforms, referrers=transfer.referrers)
         return
     with BarProgress(images) as bars:
-        yield Copy(options, transfer.jobs, transfer.platforms, bars)
+        yield Copy(options, transfer.jobs, transfer.platforms, bars, transfer.referrers)
 
 
 def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int:
@@ -146,6 +158,7 @@ def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int
     sent = sum(r.bytes_sent for r in results)
     saved = sum(r.bytes_skipped for r in results)
     notes = [f"{r.source.canonical}: {n}" for r in results for n in r.notes]
+    referrers = sum(x.status != "failed" for r in results for x in r.referrers)
     if output == "json":
         print_json(
             {
@@ -154,6 +167,7 @@ def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int
                 "skipped": len(skipped),
                 "bytes_sent": sent,
                 "bytes_skipped": saved,
+                "referrers": referrers,
                 "failures": [
                     {"source": r.source.canonical, "target": r.target.canonical, "error": r.error}
                     for r in failed
@@ -167,6 +181,7 @@ def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int
         console.print(
             f"{len(results)} images: {len(copied)} copied, {len(skipped)} already there, "
             f"{len(failed)} failed; {_mb(sent)} sent, {_mb(saved)} not sent (already there)"
+            + (f"; {referrers} signatures/attestations/SBOMs/referrers lists" if referrers else "")
         )
         for n in notes:
             console.print(f"note: {n}", style="yellow")
@@ -216,6 +231,7 @@ def plan_cmd(
     type=click.Path(dir_okay=False, path_type=Path),
     help=f"Lock file to update (default ./{LOCK_NAME}).",
 )
+@shard_option
 @click.pass_context
 def mirror(
     ctx: click.Context,
@@ -228,10 +244,13 @@ def mirror(
     output: str,
     login: LoginFlags,
     lock: Path | None,
+    shard: Shard | None,
 ) -> None:
     """Copy images registry to registry, byte for byte (digests stay the same)."""
     options = registry_options(tls, login, target.registry, transfer)
     refs = gather(images, files, from_paths)
+    if shard is not None:
+        refs = shard.select(dict.fromkeys(refs))
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
     with copying(options, transfer, len(refs)) as copy:
@@ -264,6 +283,7 @@ def bundle() -> None:
     "OUT.volumes.json with each volume's size and sha256.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@shard_option
 @click.pass_context
 def bundle_save(
     ctx: click.Context,
@@ -275,12 +295,15 @@ def bundle_save(
     out: Path,
     split: str | None,
     as_json: bool,
+    shard: Shard | None,
 ) -> None:
     """Save images into an OCI layout (every blob once), named by their source reference.
     A .tar / .tar.zst gets OUT.sha256 beside it, or is cut into volumes with --split."""
     volume_size = parse_size(split) if split is not None else None
     options = registry_options(tls, transfer=transfer)
     refs = list(dict.fromkeys(gather(images, files, from_paths)))
+    if shard is not None:
+        refs = shard.select(refs)
     with copying(options, transfer, len(refs)) as copy:
         results, where = save_bundle(refs, out, copy, volume_size)
     if any(r.status == "failed" for r in results):

@@ -1,7 +1,8 @@
 """``kferry.lock.json``: what was copied where, by digest. Written by transfer, read by rewrite.
 
 One entry per image: source reference, target reference, digest, media type and size (and
-``sourceDigest`` when a platform filter changed the digest). Entries for images not touched
+``sourceDigest`` when a platform filter changed the digest, ``referrers`` for the signatures,
+attestations, SBOMs and OCI referrers list copied with it, by tag). Entries for images not touched
 by a run are kept, so several runs add up. The file is replaced atomically, and the whole
 read-merge-replace runs under an ``flock`` on ``.NAME.kferry-lock`` beside it, so concurrent
 runs sharing one lock file keep every entry. The lock is input to rewrite: every entry is
@@ -14,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,20 @@ LOCK_NAME = "kferry.lock.json"
 LOCK_VERSION = 1
 MAX_LOCK_BYTES = 64 << 20
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_REFERRER_KEYS = ("tag", "digest", "kind")
+
+
+@dataclass(frozen=True, slots=True)
+class LockReferrer:
+    """What was copied with an image: a signature, attestation, SBOM (cosign's tag scheme) or
+    the OCI referrers list, by its tag in the image's target repository."""
+
+    tag: str
+    digest: str
+    kind: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"tag": self.tag, "digest": self.digest, "kind": self.kind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +55,7 @@ class LockEntry:
     media_type: str = ""
     size: int = 0
     source_digest: str = ""
+    referrers: tuple[LockReferrer, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -51,6 +67,8 @@ class LockEntry:
         }
         if self.source_digest and self.source_digest != self.digest:
             entry["sourceDigest"] = self.source_digest
+        if self.referrers:
+            entry["referrers"] = [r.to_json() for r in self.referrers]
         return entry
 
 
@@ -108,8 +126,28 @@ def _entry(name: str, i: int, entry: Any) -> LockEntry:
     if not isinstance(media_type, str):
         raise InputError(f"{where}.mediaType: not a string")
     return LockEntry(
-        source, target, entry["digest"], media_type, size, entry.get("sourceDigest", "")
+        source,
+        target,
+        entry["digest"],
+        media_type,
+        size,
+        entry.get("sourceDigest", ""),
+        _referrers(where, entry.get("referrers", [])),
     )
+
+
+def _referrers(where: str, value: Any) -> tuple[LockReferrer, ...]:
+    if not isinstance(value, list):
+        raise InputError(f"{where}.referrers: not a list")
+    out = []
+    for j, r in enumerate(value):
+        at = f"{where}.referrers[{j}]"
+        if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in _REFERRER_KEYS):
+            raise InputError(f"{at}: needs tag, digest and kind (strings)")
+        if not _DIGEST.fullmatch(r["digest"]):
+            raise InputError(f"{at}.digest: {r['digest']!r} is not a sha256 digest")
+        out.append(LockReferrer(r["tag"], r["digest"], r["kind"]))
+    return tuple(out)
 
 
 def read_lock(path: Path) -> Lock:
@@ -169,3 +207,40 @@ def write_lock(path: Path, entries: Iterable[LockEntry]) -> Lock:
         merged = read_lock(path).merged(entries)
         atomic_write(path, (json.dumps(merged.to_json(), indent=2) + "\n").encode())
     return merged
+
+
+def merge_locks(paths: Iterable[Path]) -> Lock:
+    """The entries of several lock files (the shards of one transfer) as one lock. An image
+    in two files must be the same there (target, digest); its referrers are joined. Anything
+    else is bad input naming the image and both files."""
+    merged: dict[str, tuple[LockEntry, Path]] = {}
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: no such lock file")
+        for key, entry in read_lock(path).items():
+            have = merged.get(key)
+            if have is None:
+                merged[key] = (entry, path)
+                continue
+            old, where = have
+            if (old.target, old.digest) != (entry.target, entry.digest):
+                raise InputError(
+                    f"{key}: {where} has {old.target.canonical} {old.digest}, {path} has "
+                    f"{entry.target.canonical} {entry.digest}; not merged"
+                )
+            tags = {r.tag: r for r in old.referrers}
+            for r in entry.referrers:
+                if r.tag in tags and tags[r.tag].digest != r.digest:
+                    raise InputError(
+                        f"{key}: referrer {r.tag} is {tags[r.tag].digest} in {where} and "
+                        f"{r.digest} in {path}; not merged"
+                    )
+                tags[r.tag] = r
+            joined = tuple(tags[t] for t in sorted(tags))
+            merged[key] = (replace(old, referrers=joined), where)
+    return Lock(e for e, _ in merged.values())
+
+
+def write_new_lock(path: Path, lock: Lock) -> None:
+    """``lock`` as the whole content of ``path`` (replaced atomically)."""
+    atomic_write(path, (json.dumps(lock.to_json(), indent=2) + "\n").encode())

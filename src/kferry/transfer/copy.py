@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from kferry.errors import KferryError
 from kferry.name import Reference
 from kferry.plan import LockEntry, Planned
+from kferry.plan.lock import LockReferrer
 from kferry.transfer.errors import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.media import (
     COPYABLE_DIGEST,
@@ -31,6 +32,7 @@ from kferry.transfer.media import (
     Manifest,
     parse_manifest,
 )
+from kferry.transfer.referrer_copy import ReferrerCopy
 from kferry.transfer.stores import ImageSink, ImageSource
 from kferry.transfer.transport import backoff_delay
 
@@ -48,6 +50,8 @@ class ImageResult:
     bytes_skipped: int = 0
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    kind: str = ""  # a referrer's kind (sig, att, sbom, referrers); "" for an image
+    referrers: list[ImageResult] = field(default_factory=list)
 
     def lock_entry(self, target: Reference | None = None) -> LockEntry:
         """What the lock records: the image at ``target`` (default: where it was copied),
@@ -62,6 +66,11 @@ class ImageResult:
             self.media_type,
             self.size,
             self.source_digest,
+            tuple(
+                LockReferrer(r.target.tag or "", r.digest, r.kind)
+                for r in self.referrers
+                if r.status != "failed" and r.target.tag
+            ),
         )
 
 
@@ -120,7 +129,9 @@ class Copier:
         retries: int = 6,
         backoff: float = 0.5,
         max_wait: float = 60.0,
+        referrers: bool = True,
     ) -> None:
+        self.referrers = referrers
         self.retries = max(0, retries)
         self.backoff = backoff
         self.max_wait = max_wait
@@ -139,18 +150,21 @@ class Copier:
                 futures = [pool.submit(self._copy_guarded, r) for r in results]
                 for f in futures:
                     f.result()
+                if self.referrers:
+                    ReferrerCopy(self, pool).run(results)
         finally:
             self._blob_pool.shutdown(wait=True, cancel_futures=True)
         return results
 
-    def _copy_guarded(self, result: ImageResult) -> None:
+    def _copy_guarded(self, result: ImageResult, report: bool = True) -> None:
         try:
             self._copy(result)
         except KferryError as exc:
             result.status, result.error = "failed", str(exc)
         except Exception as exc:  # keep the others going; the summary names the failure
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-        self.progress.image_done(result)
+        if report:
+            self.progress.image_done(result)
 
     def _copy(self, result: ImageResult) -> None:
         src, dst = result.source, result.target
@@ -165,7 +179,8 @@ class Copier:
         result.source_digest = top.digest
         if src.digest and top.digest != src.digest:
             raise RegistryError(f"{src.canonical}: source sent manifest {top.digest}")
-        if self.platforms and top.media_type in INDEX_TYPES:
+        if self.platforms and top.media_type in INDEX_TYPES and not result.kind:
+            # (a referrers list is an index of artifacts, not of platforms: never filtered)
             filtered = _filtered_index(top, self.platforms, src.canonical)
             if filtered is not None:
                 result.notes.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -27,10 +28,17 @@ from kferry.transfer.errors import (
     RegistryError,
     TransientError,
 )
-from kferry.transfer.media import ACCEPT, MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from kferry.transfer.media import (
+    ACCEPT,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Manifest,
+    parse_manifest,
+)
 from kferry.transfer.transport import BUFFER, RETRY_STATUS, Options, retry_after
 
 DOCKER_HUB_API = "registry-1.docker.io"
+_LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
 class Registry:
@@ -184,6 +192,51 @@ class Registry:
             return self.get_manifest(repo, ref, push=push).digest
         except NotFound:
             return None
+
+    def tags(self, repo: str, page: int = 1000, max_pages: int = 10) -> set[str] | None:
+        """Every tag of ``repo`` (``GET /v2/<name>/tags/list``, pages followed through the
+        ``Link`` header); None when the registry will not list them or there are more than
+        ``page * max_pages`` (the caller then asks tag by tag)."""
+        url = f"/v2/{repo}/tags/list?{urlencode({'n': page})}"
+        found: set[str] = set()
+        for _ in range(max_pages):
+            resp = self.request("GET", url, self.scopes(repo, False), stream=True)
+            if resp.status_code != 200:
+                resp.close()
+                return None
+            link = resp.headers.get("Link", "")
+            raw = self._read_capped(resp, MAX_MANIFEST_BYTES, f"{self.host}/{repo}", "tag list")
+            try:
+                listed = json.loads(raw).get("tags") or []
+            except (ValueError, AttributeError):
+                return None
+            found.update(t for t in listed if isinstance(t, str))
+            nxt = _LINK_NEXT.search(link)
+            if nxt is None:
+                return found
+            url = urljoin(self.base + "/", nxt.group(1))
+        return None
+
+    def referrers(self, repo: str, digest: str) -> Manifest | None:
+        """The referrers API's index of the manifests whose ``subject`` is ``digest``; None
+        when the registry has no referrers API (it answers 404, or 400/405 for a path it
+        does not route; opencontainers/distribution-spec@v1.1.0 spec.md "Listing Referrers":
+        a registry with the API never answers 404), so the caller falls back to the tag
+        schema."""
+        resp = self.request(
+            "GET",
+            f"/v2/{repo}/referrers/{digest}",
+            self.scopes(repo, False),
+            headers={"Accept": OCI_INDEX},
+            stream=True,
+        )
+        where = f"{self.host}/{repo}: referrers of {digest}"
+        if resp.status_code in (400, 404, 405):
+            resp.close()
+            return None
+        self._check(resp, where)
+        raw = self._read_capped(resp, MAX_MANIFEST_BYTES, where, "referrers list")
+        return parse_manifest(raw, OCI_INDEX, where)
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> None:
         resp = self.request(

@@ -17,7 +17,8 @@ from typing import Literal, Protocol
 from kferry.name import Reference
 from kferry.transfer.digest import verified
 from kferry.transfer.media import Descriptor, Manifest
-from kferry.transfer.registry import Registries
+from kferry.transfer.referrers import KIND_REFERRERS, TAG_SUFFIXES, Found, tag_for
+from kferry.transfer.registry import Registries, Registry
 
 BlobOutcome = Literal["sent", "mounted", "exists"]
 BlobOpener = Callable[[], AbstractContextManager[Iterator[bytes]]]
@@ -58,11 +59,63 @@ class RegistryStore:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._known: dict[tuple[str, str], str] = {}  # (host, digest) -> a repo holding it
         self._present: set[tuple[str, str, str]] = set()  # (host, repo, digest) seen there
+        # Referrers lists the referrers API sent, under their tag-schema name (not a tag there).
+        self._listed: dict[str, Manifest] = {}
+        self._no_referrers_api: set[str] = set()  # hosts that answered the API with 404
+        self._tag_lists: dict[tuple[str, str], set[str] | None] = {}
+        self._tag_locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
     # -- source -------------------------------------------------------------------------------
     def get_manifest(self, ref: Reference) -> Manifest:
+        listed = self._listed.get(ref.canonical)
+        if listed is not None:
+            return listed
         return self.registries.get(ref.domain).get_manifest(ref.path, _identifier(ref))
+
+    def find_referrers(self, ref: Reference, digest: str) -> list[Found]:
+        """cosign's ``.sig``/``.att``/``.sbom`` tags, then the OCI referrers (the API where
+        the registry has it, else the tag schema); see :mod:`kferry.transfer.referrers`.
+
+        Tags are looked up in the repository's tag list, fetched once per run (one request
+        for all its images, instead of four per image); a registry that will not list them
+        is asked tag by tag. A registry that answered the referrers API with 404 has none
+        (one with the API never answers 404), so it is not asked again."""
+        reg = self.registries.get(ref.domain)
+        tags = self._tags(reg, ref)
+
+        def has(tag: str) -> bool:
+            if tags is not None:
+                return tag in tags
+            return reg.manifest_digest(ref.path, tag) is not None
+
+        found = [
+            Found(ref.at(tag_for(digest, s)), s, digest)
+            for s in TAG_SUFFIXES
+            if has(tag_for(digest, s))
+        ]
+        listing_ref = ref.at(tag_for(digest))
+        listing = None if reg.host in self._no_referrers_api else reg.referrers(ref.path, digest)
+        if listing is not None:
+            if listing.children:
+                with self._guard:
+                    self._listed[listing_ref.canonical] = listing
+                found.append(Found(listing_ref, KIND_REFERRERS, digest))
+            return found
+        with self._guard:
+            self._no_referrers_api.add(reg.host)
+        if has(listing_ref.tag or ""):
+            found.append(Found(listing_ref, KIND_REFERRERS, digest))
+        return found
+
+    def _tags(self, reg: Registry, ref: Reference) -> set[str] | None:
+        key = (reg.host, ref.path)
+        with self._guard:
+            lock = self._tag_locks.setdefault(key, threading.Lock())
+        with lock:  # one listing per repository, however many of its images ask
+            if key not in self._tag_lists:
+                self._tag_lists[key] = reg.tags(ref.path)
+            return self._tag_lists[key]
 
     def get_child(self, ref: Reference, digest: str) -> Manifest:
         return self.registries.get(ref.domain).get_manifest(ref.path, digest)

@@ -10,7 +10,7 @@ from typing import IO
 
 from kferry import scratch
 from kferry.errors import InputError
-from kferry.name import Reference
+from kferry.name import Reference, try_parse
 from kferry.transfer.errors import DigestMismatch
 from kferry.transfer.layout.index import (
     MAX_INDEX_BYTES,
@@ -29,6 +29,7 @@ from kferry.transfer.media import (
     parse_manifest,
     sha256_digest,
 )
+from kferry.transfer.referrers import KIND_ANNOTATION, SUBJECT_ANNOTATION, Found
 
 
 class LayoutReader:
@@ -128,6 +129,21 @@ class LayoutReader:
             if e.name == ref.canonical or (ref.digest and e.descriptor.digest == ref.digest):
                 return e
         raise InputError(f"{self.path}: no image {ref.canonical} in this bundle")
+
+    def images(self) -> list[IndexEntry]:
+        """The entries that are images (not what belongs to one: see :meth:`find_referrers`)."""
+        return [e for e in self.entries if SUBJECT_ANNOTATION not in e.annotations]
+
+    def find_referrers(self, ref: Reference, digest: str) -> list[Found]:
+        """The entries of ``ref``'s repository recorded as belonging to ``digest``."""
+        found = []
+        for e in self.entries:
+            if e.annotations.get(SUBJECT_ANNOTATION) != digest:
+                continue
+            other = try_parse(e.name)
+            if other is not None and other.repository == ref.repository and other.tag:
+                found.append(Found(other, e.annotations.get(KIND_ANNOTATION, ""), digest))
+        return found
 
     def get_manifest(self, ref: Reference) -> Manifest:
         entry = self.find(ref)

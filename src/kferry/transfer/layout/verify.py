@@ -25,6 +25,7 @@ from kferry.transfer.layout.pack import zst_tar
 from kferry.transfer.layout.read import LayoutReader, chunks
 from kferry.transfer.layout.volumes import bundle_name, check_sha, find_volumes
 from kferry.transfer.media import MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES, Descriptor, parse_manifest
+from kferry.transfer.referrers import SUBJECT_ANNOTATION
 
 
 @dataclass
@@ -188,8 +189,9 @@ def _check_graph(
     read: Callable[[str], bytes],
     report: VerifyReport,
 ) -> None:
-    """Every image: manifest present, children and blobs present with the right sizes."""
-    report.images = len(entries)
+    """Every image (and what belongs to one: checked alike, not counted as an image):
+    manifest present, children and blobs present with the right sizes."""
+    report.images = sum(SUBJECT_ANNOTATION not in e.annotations for e in entries)
 
     def check(desc: Descriptor, owner: str) -> None:
         if desc.foreign:

@@ -28,6 +28,7 @@ from kferry.transfer.layout.index import (
 )
 from kferry.transfer.layout.pack import pack
 from kferry.transfer.media import MAX_INDEX_DEPTH, OCI_INDEX, Descriptor, Manifest, parse_manifest
+from kferry.transfer.referrers import KIND_ANNOTATION, SUBJECT_ANNOTATION, Found
 from kferry.transfer.stores import BlobOpener, BlobOutcome, OnBytes
 
 
@@ -129,6 +130,15 @@ class LayoutWriter:
                 self._entries[name] = IndexEntry(
                     name, manifest.descriptor(), {REF_NAME: name, CONTAINERD_NAME: name}
                 )
+
+    def mark_referrer(self, ref: Reference, found: Found) -> None:
+        """Record in ``index.json`` that the entry ``ref`` belongs to an image (and which
+        kind it is), so that ``bundle load`` copies it with that image."""
+        with self._guard:
+            entry = self._entries.get(ref.canonical)
+            if entry is not None:
+                entry.annotations[SUBJECT_ANNOTATION] = found.subject
+                entry.annotations[KIND_ANNOTATION] = found.kind
 
     def _lock_for(self, digest: str) -> threading.Lock:
         with self._guard:
