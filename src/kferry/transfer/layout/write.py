@@ -16,6 +16,7 @@ from kferry.errors import InputError
 from kferry.name import Reference
 from kferry.transfer.digest import verified
 from kferry.transfer.layout.index import (
+    BASE_FILE,
     CONTAINERD_NAME,
     LAYOUT_FILE,
     REF_NAME,
@@ -64,6 +65,7 @@ class LayoutWriter:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._verified: set[str] = set()
+        self.base: bytes | None = None  # a delta bundle's base record (kferry-base.json)
 
     # -- ImageSink -----------------------------------------------------------------------------
     def manifest_digest(self, ref: Reference) -> str | None:
@@ -170,6 +172,11 @@ class LayoutWriter:
             manifests.append(d)
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
         atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode())
+        base = self.root / BASE_FILE
+        if self.base is not None:
+            atomic_write(base, self.base)
+        elif base.exists():
+            base.unlink()  # a full save into what was a delta bundle
         if self.kind == "dir":
             return self.out
         written = pack(self.root, self.out, self.kind == "tar.zst", self.split)
