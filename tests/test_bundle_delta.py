@@ -19,7 +19,7 @@ from tests.support.images import (
     push_multiarch,
     random_blob,
 )
-from tests.support.registry import Registry
+from tests.support.registry import Registry, write_docker_config
 from tests.support.skopeo import skopeo_raw_digest
 
 pytestmark = pytest.mark.registry
@@ -58,23 +58,32 @@ def blob_bytes(bundle: Path) -> int:
     return sum(p.stat().st_size for p in (bundle / "blobs" / "sha256").iterdir())
 
 
-def kf(*args: str, stdin: bytes | None = None, code: int = 0) -> str:
-    res = run_kferry(*args, stdin=stdin)
+def kf(
+    *args: str, stdin: bytes | None = None, code: int = 0, env: dict[str, str] | None = None
+) -> str:
+    res = run_kferry(*args, stdin=stdin, env=env)
     assert res.code == code, res.out + res.err
     return res.out + (res.err if code else "")
 
 
-def dry_run(src: Registry, images: list[str], *extra: str) -> dict[str, Any]:
+def dry_run(
+    src: Registry, images: list[str], *extra: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     out = kf(
         "bundle", "save", *images, "--plain-http", src.host, "-o", "unused", "--dry-run", "--json",
-        *extra,
+        *extra, env=env,
     )  # fmt: skip
     report: dict[str, Any] = json.loads(out)
     return report
 
 
-def save(src: Registry, images: list[str], out: Path, *extra: str) -> dict[str, Any]:
-    res = kf("bundle", "save", *images, "--plain-http", src.host, "-o", str(out), "--json", *extra)
+def save(
+    src: Registry, images: list[str], out: Path, *extra: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    res = kf(
+        "bundle", "save", *images, "--plain-http", src.host, "-o", str(out), "--json", *extra,
+        env=env,
+    )  # fmt: skip
     summary: dict[str, Any] = json.loads(res)
     return summary
 
@@ -178,7 +187,7 @@ def raw_digests(target: Registry, images: list[PushedImage]) -> dict[str, str]:
     return out
 
 
-@pytest.mark.parametrize("since_kind", ["bundle", "lock"])
+@pytest.mark.parametrize("since_kind", ["bundle", "lock", "registry"])
 def test_delta_bundle_carries_only_what_the_far_side_lacks(
     source_registry: Registry,
     registry_factory: Any,
@@ -195,13 +204,18 @@ def test_delta_bundle_carries_only_what_the_far_side_lacks(
     new = refs(new_images)
 
     since = str(old) if since_kind == "bundle" else str(tmp_path / "old-lock.json")
+    extra = ["--since", since]
+    env = None
     if since_kind == "lock":  # what loading the old bundle recorded
         (tmp_path / "old-lock.json").write_text(
             (tmp_path / f"lock-{far.host.replace(':', '_')}.json").read_text()
         )
-    estimate = dry_run(source_registry, new, "--since", since)
+    if since_kind == "registry":  # the far registry itself, reached with a docker config
+        extra = ["--since", f"{far.host}/air", "--ca-file", str(far.ca_file)]
+        env = {"DOCKER_CONFIG": str(write_docker_config(tmp_path / "docker", far))}
+    estimate = dry_run(source_registry, new, *extra, env=env)
     delta = tmp_path / "delta"
-    summary = save(source_registry, new, delta, "--since", since)
+    summary = save(source_registry, new, delta, *extra, env=env)
     assert summary["skipped"] == 3 and summary["copied"] == 2  # a, c, multi: held whole
     assert blob_bytes(delta) == estimate["to_carry_bytes"] < estimate["total_bytes"]
     index = json.loads((delta / "index.json").read_text())
@@ -246,6 +260,7 @@ def test_delta_refused_before_writing_when_a_base_blob_is_missing(
     repo = planned_repo(home, far)
     with far.client() as c:
         assert c.delete(f"/v2/{repo}/blobs/{RUNTIME_DIGEST}").status_code == 202
+    assert kf("bundle", "verify", str(delta))  # a streamed .tar.zst delta verifies too
     err = load(delta, far, tmp_path, code=1)
     assert "delta bundle" in err and "nothing was written" in err
     assert f"blob {RUNTIME_DIGEST} in {far.host}/{repo}" in err
