@@ -70,7 +70,7 @@ def dry_run(
     src: Registry, images: list[str], *extra: str, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     out = kf(
-        "bundle", "save", *images, "--plain-http", src.host, "-o", "unused", "--dry-run", "--json",
+        "bundle", "save", *images, "--plain-http", src.host, "--dry-run", "--json",
         *extra, env=env,
     )  # fmt: skip
     report: dict[str, Any] = json.loads(out)
@@ -114,8 +114,8 @@ def test_size_estimate_equals_bytes_the_bundle_writes(
 ) -> None:
     images = refs(workload(source_registry))
     extra = ["--platform", platform] if platform else []
-    report = dry_run(source_registry, images, *extra)
-    assert not (tmp_path / "unused").exists()
+    report = dry_run(source_registry, images, *extra, "-o", str(tmp_path / "unused"))
+    assert not (tmp_path / "unused").exists()  # a dry run writes nothing
     assert set(report) == {"images", "total_bytes", "present_bytes", "to_carry_bytes"}
     assert [i["image"] for i in report["images"]] == [f"{r}" for r in images]
     assert all(set(i) == {"image", "bytes", "present_bytes"} for i in report["images"])
@@ -302,3 +302,19 @@ def _base_of(bundle: Path) -> str:
                 assert f is not None
                 return f.read().decode()
     raise AssertionError("no kferry-base.json")
+
+
+def test_delta_into_an_earlier_full_output_leaves_the_held_images_out(
+    source_registry: Registry, tmp_path: Path
+) -> None:
+    old = tmp_path / "old"
+    save(source_registry, refs(workload(source_registry)), old)
+    new = refs(upgrade(source_registry))
+    out = tmp_path / "reused"
+    save(source_registry, new, out)  # a full save first, then a delta into the same OUT
+    save(source_registry, new, out, "--since", str(old))
+    index = json.loads((out / "index.json").read_text())
+    names = sorted(
+        m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]
+    )
+    assert names == sorted([new[1], new[4]])

@@ -280,6 +280,7 @@ def save_bundle(
                 sink = DeltaSink(writer, set(base.blobs))
                 wanted = [p.parts.source for p in plans if not p.held]
                 held = [_held(p) for p in plans if p.held]
+                writer.forget([r.source for r in held])  # left in OUT by an earlier save
             results = held + copy.run(store, sink, [Planned(r, r) for r in wanted])
         finally:
             registries.close()

@@ -307,10 +307,9 @@ def bundle() -> None:
     "-o",
     "--output",
     "out",
-    required=True,
     type=click.Path(path_type=Path),
     metavar="OUT",
-    help="A directory, or a .tar / .tar.zst file.",
+    help="A directory, or a .tar / .tar.zst file (not needed with --dry-run).",
 )
 @click.option(
     "--split",
@@ -340,7 +339,7 @@ def bundle_save(
     from_paths: tuple[str, ...],
     tls: TlsFlags,
     transfer: CopyFlags,
-    out: Path,
+    out: Path | None,
     split: str | None,
     as_json: bool,
     since: str | None,
@@ -358,6 +357,8 @@ def bundle_save(
         report = estimate_size(refs, copy, None, since, layout)
         print_size(report, "json" if as_json else "table")
         return
+    if out is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
     with copying(options, transfer, len(refs)) as copy:
         results, where = save_bundle(refs, out, copy, volume_size, since, layout)
     if any(r.status == "failed" for r in results):

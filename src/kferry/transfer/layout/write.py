@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from kferry import scratch
@@ -131,6 +132,13 @@ class LayoutWriter:
                 self._entries[name] = IndexEntry(
                     name, manifest.descriptor(), {REF_NAME: name, CONTAINERD_NAME: name}
                 )
+
+    def forget(self, refs: Sequence[Reference]) -> None:
+        """Leave these images out of ``index.json`` (a delta leaves out what the far side
+        holds, even when an earlier save into the same OUT had them)."""
+        with self._guard:
+            for r in refs:
+                self._entries.pop(r.canonical, None)
 
     def _lock_for(self, digest: str) -> threading.Lock:
         with self._guard:
