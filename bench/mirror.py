@@ -13,6 +13,12 @@ digest), then prints:
 * the wall time of a rerun of `kferry mirror` with nothing left to copy (goal <= 1 s);
 * the size of a `kferry bundle save` directory divided by the sum of the unique blob and
   manifest sizes (target 1.00);
+* the size `bundle save --dry-run` estimates (manifests only) divided by the bytes the save then
+  writes under ``blobs/`` (must be 1.0000);
+* `kferry bundle load` of that bundle against `skopeo copy --all --preserve-digests` of the
+  same images from the bundle as an OCI layout (``oci:BUNDLE:NAME``), image by image;
+* the size of a delta bundle (`bundle save --since` the first bundle) after 20% of the images
+  changed (a new top layer under a new tag), against the full bundle of the new set;
 * kferry's peak RSS while copying an image with a 2 GB layer (target <= 200 MB).
 
 Registries are real distribution servers on loopback (Debian's docker-registry), the target
@@ -35,6 +41,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -191,6 +198,70 @@ def kferry_mirror(
     ]
     m = run_child(cmd, f"{dst.password}\n".encode())
     return m.wall, m.peak_rss_mib, m.out
+
+
+def kferry_json(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "kferry", *args], check=True, stdout=subprocess.PIPE
+    ).stdout
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+def blob_bytes(layout: Path) -> int:
+    return sum(p.stat().st_size for p in (layout / "blobs").rglob("*") if p.is_file())
+
+
+def kferry_load(bundle: Path, dst: Registry, jobs: int, lock: Path) -> float:
+    cmd = [
+        sys.executable, "-m", "kferry", "bundle", "load", str(bundle),
+        "--to", f"{dst.host}/kf", "--ca-file", str(dst.ca_file),
+        "--username", str(dst.username), "--password-stdin",
+        "--jobs", str(jobs), "-o", "json", "--lock", str(lock),
+    ]  # fmt: skip
+    return run_child(cmd, f"{dst.password}\n".encode()).wall
+
+
+def skopeo_from_layout(bundle: Path, images: list[PushedImage], dst: Registry) -> float:
+    """``skopeo copy --all --preserve-digests oci:BUNDLE:NAME docker://...`` image by image
+    (the names are the bundle's ``org.opencontainers.image.ref.name``)."""
+    t = 0.0
+    for img in images:
+        target = f"{dst.host}/kf/{img.repo}" + (f":{img.tag}" if img.tag else "")
+        cmd = [
+            "skopeo", "--insecure-policy", "copy", "--all", "--preserve-digests",
+            "--dest-cert-dir", str(dst.cert_dir), "--dest-creds", f"{dst.username}:{dst.password}",
+            f"oci:{bundle}:{ref(img)}", f"docker://{target}",
+        ]  # fmt: skip
+        t += run_child(cmd).wall
+    return t
+
+
+def change_some(src: Registry, images: list[PushedImage], share: float) -> list[PushedImage]:
+    """The workload after an upgrade: ``share`` of the images (single-platform ones, spread
+    evenly) get a new top layer (same bases) under a new tag; the others stay as they were."""
+    singles = [i for i, img in enumerate(images) if not img.is_index]
+    want = round(share * len(images))
+    pick = {singles[k * len(singles) // want] for k in range(want)} if want else set()
+    out = []
+    for i, img in enumerate(images):
+        if i not in pick:
+            out.append(img)
+            continue
+        top = img.layers[-1]
+        media: Media = "docker" if "docker" in img.media_type else "oci"
+        out.append(
+            push_image(
+                src,
+                img.repo,
+                tag=f"{img.tag or 'd'}-u",
+                layers=[random.Random(f"up{i}").randbytes(top.size)],
+                shared_layers=[b.data for b in img.layers[:-1]],
+                media=media,
+                seed=f"up{i}",
+            )
+        )
+    return out
 
 
 def bench_peers() -> Path:
@@ -358,6 +429,19 @@ def main() -> None:
         )
 
         bundle = work / "bundle"
+        estimate = kferry_json(
+            [
+                "bundle",
+                "save",
+                *refs,
+                "--plain-http",
+                src.host,
+                "-o",
+                str(bundle),
+                "--dry-run",
+                "--json",
+            ]
+        )
         run_child(
             [
                 sys.executable,
@@ -374,14 +458,72 @@ def main() -> None:
                 str(args.jobs),
             ]
         )
-        on_disk = sum(p.stat().st_size for p in (bundle / "blobs").rglob("*") if p.is_file())
+        on_disk = blob_bytes(bundle)
         on_disk_all = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
-        shutil.rmtree(bundle)
         print(
             f"bundle blobs / unique blobs+manifests:   {on_disk / total:8.4f}  "
             f"(whole directory incl. index.json: {on_disk_all / total:.4f}; target 1.00)",
             flush=True,
         )
+        print(
+            f"size estimate / bytes written:           {estimate['total_bytes'] / on_disk:8.4f}  "
+            f"(bundle save --dry-run, manifests only; must be 1.0000)",
+            flush=True,
+        )
+
+        # skopeo 1.9 reads only OCI-typed manifests from an OCI layout ("no descriptor found"
+        # for a Docker schema 2 one), so both tools load the OCI-typed images, from one bundle
+        oci_images = [i for i in images if "oci" in i.media_type]
+        oci_bundle = work / "bundle-oci"
+        run_child(
+            [
+                sys.executable, "-m", "kferry", "bundle", "save", *[ref(i) for i in oci_images],
+                "--plain-http", src.host, "-o", str(oci_bundle), "--jobs", str(args.jobs),
+            ]
+        )  # fmt: skip
+        t_load = kferry_load(oci_bundle, registry("t-load", True), args.jobs, work / "lock-l.json")
+        print(
+            f"kferry bundle load, {len(oci_images)} OCI-typed images:  {t_load:8.2f} s", flush=True
+        )
+        t_oci = skopeo_from_layout(oci_bundle, oci_images, registry("t-skopeo-oci", True))
+        print(f"skopeo copy oci:BUNDLE:NAME, one by one:  {t_oci:8.2f} s", flush=True)
+        print(f"  ratio kferry load / skopeo copy:       {t_load / t_oci:8.2f}", flush=True)
+        shutil.rmtree(oci_bundle)
+
+        changed = change_some(src, images, 0.2)
+        new_refs = [ref(i) for i in changed]
+        new_full = kferry_json(
+            [
+                "bundle",
+                "save",
+                *new_refs,
+                "--plain-http",
+                src.host,
+                "-o",
+                "x",
+                "--dry-run",
+                "--json",
+            ]
+        )
+        delta = work / "delta"
+        t = time.perf_counter()
+        kferry_json(
+            [
+                "bundle", "save", *new_refs, "--plain-http", src.host, "-o", str(delta),
+                "--since", str(bundle), "--json",
+            ]
+        )  # fmt: skip
+        t_delta = time.perf_counter() - t
+        n_changed = sum(1 for a, b in zip(images, changed, strict=True) if a is not b)
+        full_bytes, delta_bytes = new_full["total_bytes"], blob_bytes(delta)
+        print(
+            f"delta bundle, {n_changed} of {len(images)} images changed:  "
+            f"{delta_bytes / MB:8.1f} MB = {delta_bytes / full_bytes:.4f} of the full bundle "
+            f"({full_bytes / MB:.0f} MB); saved in {t_delta:.1f} s",
+            flush=True,
+        )
+        shutil.rmtree(bundle)
+        shutil.rmtree(delta)
 
         for r in regs[1:]:  # free the disk before the big layer
             r.stop()

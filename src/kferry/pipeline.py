@@ -38,10 +38,22 @@ from kferry.rewrite import EditConflict, RewriteError, Targeter, apply_edits, lo
 from kferry.rewrite import plan_rewrite as plan_edits
 from kferry.transfer import preflight
 from kferry.transfer.copy import Copier, ImageResult, Progress
+from kferry.transfer.delta import DeltaSink, base_of, check_base, read_base, since_side
 from kferry.transfer.layout.read import LayoutReader
 from kferry.transfer.layout.volumes import find_volumes
 from kferry.transfer.layout.write import LayoutWriter
 from kferry.transfer.registry import Registries
+from kferry.transfer.size import (
+    AnyOf,
+    FarSide,
+    ImagePlan,
+    Nothing,
+    RegistryFar,
+    SizeReport,
+    compare,
+    resolve_all,
+    size_report,
+)
 from kferry.transfer.stores import ImageSink, ImageSource, RegistryStore
 from kferry.transfer.transport import Options
 
@@ -225,24 +237,82 @@ def _mirror_planned(planned: Sequence[Planned], copy: Copy) -> list[ImageResult]
         registries.close()
 
 
+def estimate_size(
+    refs: Sequence[Reference],
+    copy: Copy,
+    to: Target | None = None,
+    since: str | None = None,
+    layout: Layout | str = Layout.KEEP,
+) -> SizeReport:
+    """What copying ``refs`` carries, from manifests only (no blob is read): against the
+    target registry ``to`` and/or what ``since`` (bundle, lock file, registry) holds."""
+    registries = Registries(copy.options)
+    try:
+        store = RegistryStore(registries)
+        parts = resolve_all(store, list(dict.fromkeys(refs)), copy.platforms, copy.jobs)
+        sides: list[FarSide] = []
+        if to is not None:
+            sides.append(RegistryFar(registries, to))
+        if since is not None:
+            sides.append(since_side(since, registries, copy.platforms, layout, copy.jobs))
+        return size_report(compare(parts, AnyOf(sides) if sides else Nothing(), copy.jobs))
+    finally:
+        registries.close()
+
+
 def save_bundle(
-    refs: Sequence[Reference], out: Path, copy: Copy, split: int | None = None
+    refs: Sequence[Reference],
+    out: Path,
+    copy: Copy,
+    split: int | None = None,
+    since: str | None = None,
+    layout: Layout | str = Layout.KEEP,
 ) -> tuple[list[ImageResult], Path]:
     """Registry to OCI layout; finished (index.json, tar, or volumes of ``split`` bytes) only
-    when every image made it. Returns the results and where the bundle (its volume manifest,
-    or its resumable staging directory) is."""
+    when every image made it. With ``since`` (a bundle, lock file or registry: what the far
+    side holds) a delta bundle: only what the far side lacks, and its base recorded
+    (:mod:`kferry.transfer.delta`). Returns the results and where the bundle (its volume
+    manifest, or its resumable staging directory) is."""
     preflight.check(copy.options, pull=refs)  # before the bundle is started
     registries = Registries(copy.options)
     with LayoutWriter(out, split) as writer:
         try:
-            results = copy.run(
-                RegistryStore(registries), writer, [Planned(r, r) for r in dict.fromkeys(refs)]
-            )
+            store = RegistryStore(registries)
+            wanted = list(dict.fromkeys(refs))
+            sink: ImageSink = writer
+            held: list[ImageResult] = []
+            if since is not None:
+                far = since_side(since, registries, copy.platforms, layout, copy.jobs)
+                plans = compare(
+                    resolve_all(store, wanted, copy.platforms, copy.jobs), far, copy.jobs
+                )
+                base = base_of(plans)
+                writer.base = (json.dumps(base.to_json(), indent=2) + "\n").encode()
+                sink = DeltaSink(writer, set(base.blobs))
+                wanted = [p.parts.source for p in plans if not p.held]
+                held = [_held(p) for p in plans if p.held]
+                writer.forget([r.source for r in held])  # left in OUT by an earlier save
+            results = held + copy.run(store, sink, [Planned(r, r) for r in wanted])
         finally:
             registries.close()
         if _copied(results):
             return results, writer.finish()
         return results, writer.root
+
+
+def _held(p: ImagePlan) -> ImageResult:
+    """An image the far side already holds whole: not in the delta bundle."""
+    size = sum(p.parts.sizes().values())
+    src = p.parts.source
+    return ImageResult(
+        src,
+        src,
+        status="skipped",
+        digest=p.parts.top.digest,
+        media_type=p.parts.top.media_type,
+        size=size,
+        bytes_skipped=size,
+    )
 
 
 def load_bundle(
@@ -251,18 +321,23 @@ def load_bundle(
     """OCI layout to registry, each image planned from its source reference (a ``.tar.zst``
     is unpacked under ``tmp_dir``, default ``TMPDIR``, for the time of the load).
 
-    The target is checked before the bundle is opened (reachable, credentials accepted),
-    and push permission once the bundle names the first repository."""
+    The bundle is read first (a bad one is exit 2 before any registry is asked), then the
+    target is checked (reachable, credentials accepted, push into the first repository), then
+    a delta bundle's base (nothing is written when part of it is missing)."""
     if not bundle.exists() and find_volumes(bundle) is None:
-        raise InputError(f"{bundle}: no such bundle")  # bad input before any registry
-    preflight.check(copy.options, reach=[to.registry])
+        raise InputError(f"{bundle}: no such bundle")
     registries = Registries(copy.options)
     try:
         with LayoutReader(bundle, tmp_dir) as reader:
             refs = parse_image_args([e.name for e in reader.images()], f"{bundle}: image")
             planned = plan(refs, to)
+            preflight.check(copy.options, reach=[to.registry])
             preflight.check(copy.options, push=[p.target for p in planned[:1]], checked=True)
-            return copy.run(reader, RegistryStore(registries), planned)
+            store = RegistryStore(registries)
+            base = read_base(reader)
+            if base:
+                check_base(base, registries, store, to, copy.jobs)
+            return copy.run(reader, store, planned)
     finally:
         registries.close()
 

@@ -36,13 +36,21 @@ from kferry.cli.output import print_json, record_format, stdout_console, warn
 from kferry.errors import InputError
 from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.name import Reference
-from kferry.pipeline import Copy, load_bundle, mirror_images, save_bundle, update_lock
-from kferry.plan import LOCK_NAME, Target, plan
+from kferry.pipeline import (
+    Copy,
+    estimate_size,
+    load_bundle,
+    mirror_images,
+    save_bundle,
+    update_lock,
+)
+from kferry.plan import LAYOUTS, LOCK_NAME, Target, plan
 from kferry.plan.lock import check_lock
 from kferry.plan.shard import Shard
 from kferry.transfer.copy import ImageResult, Progress
 from kferry.transfer.layout.verify import verify_bundle
 from kferry.transfer.layout.volumes import parse_size
+from kferry.transfer.size import SizeReport
 from kferry.transfer.transport import Options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -198,19 +206,66 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def since_option(func: F) -> F:
+    return click.option(
+        "--since",
+        metavar="OLD",
+        help="What the far side already holds: a previous bundle, its lock file, or "
+        "REGISTRY/PROJECT (named by --layout).",
+    )(func)
+
+
+def print_size(report: SizeReport, output: str) -> None:
+    if output == "json":
+        print_json(report.to_json())
+        return
+    console = stdout_console()
+    for i in report.images:
+        console.print(f"{i.image}: {_mb(i.bytes)}, {_mb(i.present_bytes)} there", overflow="fold")
+    console.print(
+        f"{len(report.images)} images: {_mb(report.total_bytes)} unique, "
+        f"{_mb(report.present_bytes)} already there, {_mb(report.to_carry_bytes)} to carry "
+        f"({report.to_carry_bytes} bytes)"
+    )
+
+
 @click.command("plan")
 @image_inputs
 @target_flags
+@tls_flags
+@copy_flags
+@login_flags
+@click.option(
+    "--size",
+    is_flag=True,
+    help="Read manifests (no blob) and print the bytes per image and in total, what --to "
+    "(and --since) already hold, and what is left to carry.",
+)
+@since_option
 @data_output_option()
 def plan_cmd(
     images: tuple[str, ...],
     files: tuple[str, ...],
     from_paths: tuple[str, ...],
     target: Target,
+    tls: TlsFlags,
+    transfer: CopyFlags,
+    login: LoginFlags,
+    size: bool,
+    since: str | None,
     output: str,
 ) -> None:
-    """Show where each image goes in the private registry (nothing is copied)."""
-    planned = plan(gather(images, files, from_paths), target)
+    """Show where each image goes in the private registry (nothing is copied); with --size,
+    how many bytes a transfer carries."""
+    refs = gather(images, files, from_paths)
+    if size:
+        options = registry_options(tls, login, target.registry, transfer)
+        copy = Copy(options, transfer.jobs, transfer.platforms)
+        print_size(estimate_size(refs, copy, target, since, target.layout), output)
+        return
+    if since is not None:
+        raise InputError("--since goes with --size")
+    planned = plan(refs, target)
     if output == "json":
         print_json([p.to_json() for p in planned])
         return
@@ -271,10 +326,9 @@ def bundle() -> None:
     "-o",
     "--output",
     "out",
-    required=True,
     type=click.Path(path_type=Path),
     metavar="OUT",
-    help="A directory, or a .tar / .tar.zst file.",
+    help="A directory, or a .tar / .tar.zst file (not needed with --dry-run).",
 )
 @click.option(
     "--split",
@@ -284,6 +338,19 @@ def bundle() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @shard_option
+@since_option
+@click.option(
+    "--layout",
+    type=click.Choice(LAYOUTS),
+    default="keep",
+    show_default=True,
+    help="How the --since REGISTRY/PROJECT names images.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read manifests only and print the size the bundle will have (nothing is written).",
+)
 @click.pass_context
 def bundle_save(
     ctx: click.Context,
@@ -292,20 +359,31 @@ def bundle_save(
     from_paths: tuple[str, ...],
     tls: TlsFlags,
     transfer: CopyFlags,
-    out: Path,
+    out: Path | None,
     split: str | None,
     as_json: bool,
     shard: Shard | None,
+    since: str | None,
+    layout: str,
+    dry_run: bool,
 ) -> None:
     """Save images into an OCI layout (every blob once), named by their source reference.
-    A .tar / .tar.zst gets OUT.sha256 beside it, or is cut into volumes with --split."""
+    A .tar / .tar.zst gets OUT.sha256 beside it, or is cut into volumes with --split.
+    With --since OLD, a delta bundle: only what the far side lacks."""
     volume_size = parse_size(split) if split is not None else None
     options = registry_options(tls, transfer=transfer)
     refs = list(dict.fromkeys(gather(images, files, from_paths)))
     if shard is not None:
         refs = shard.select(refs)
+    if dry_run:
+        copy = Copy(options, transfer.jobs, transfer.platforms)
+        report = estimate_size(refs, copy, None, since, layout)
+        print_size(report, "json" if as_json else "table")
+        return
+    if out is None:
+        raise click.UsageError("Missing option '-o' / '--output'.")
     with copying(options, transfer, len(refs)) as copy:
-        results, where = save_bundle(refs, out, copy, volume_size)
+        results, where = save_bundle(refs, out, copy, volume_size, since, layout)
     if any(r.status == "failed" for r in results):
         warn(f"bundle not finished: rerun the same command to resume ({where} kept)")
     ctx.exit(summarise(results, "json" if as_json else "table", None))

@@ -117,6 +117,34 @@ def _filtered_index(top: Manifest, platforms: Sequence[str], where: str) -> Mani
     return parse_manifest(raw, top.media_type or OCI_INDEX, where)
 
 
+def descendants(source: ImageSource, ref: Reference, top: Manifest) -> list[Manifest]:
+    """Every manifest below ``top`` (each once), children before their parents."""
+    seen = {top.digest}
+    order: list[Manifest] = []
+
+    def walk(m: Manifest, depth: int) -> None:
+        for d in m.children:
+            if d.digest in seen:
+                continue
+            if depth >= MAX_INDEX_DEPTH:
+                raise RegistryError(
+                    f"{ref.canonical}: indexes nested deeper than "
+                    f"{MAX_INDEX_DEPTH} levels (at {d.digest}); refused"
+                )
+            if len(seen) >= MAX_MANIFESTS_PER_IMAGE:
+                raise RegistryError(
+                    f"{ref.canonical}: more than {MAX_MANIFESTS_PER_IMAGE} "
+                    "manifests in one image; refused"
+                )
+            seen.add(d.digest)
+            child = source.get_child(ref, d.digest)
+            walk(child, depth + 1)
+            order.append(child)
+
+    walk(top, 1)
+    return order
+
+
 class Copier:
     def __init__(
         self,
@@ -227,31 +255,7 @@ class Copier:
         result.status = "copied"
 
     def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
-        """Every manifest below ``top`` (each once), children before their parents."""
-        seen = {top.digest}
-        order: list[Manifest] = []
-
-        def walk(m: Manifest, depth: int) -> None:
-            for d in m.children:
-                if d.digest in seen:
-                    continue
-                if depth >= MAX_INDEX_DEPTH:
-                    raise RegistryError(
-                        f"{result.source.canonical}: indexes nested deeper than "
-                        f"{MAX_INDEX_DEPTH} levels (at {d.digest}); refused"
-                    )
-                if len(seen) >= MAX_MANIFESTS_PER_IMAGE:
-                    raise RegistryError(
-                        f"{result.source.canonical}: more than {MAX_MANIFESTS_PER_IMAGE} "
-                        "manifests in one image; refused"
-                    )
-                seen.add(d.digest)
-                child = self.source.get_child(result.source, d.digest)
-                walk(child, depth + 1)
-                order.append(child)
-
-        walk(top, 1)
-        return order
+        return descendants(self.source, result.source, top)
 
     def _copy_blob(self, result: ImageResult, blob: Descriptor) -> None:
         sent = 0

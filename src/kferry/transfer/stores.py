@@ -169,6 +169,11 @@ class RegistryStore:
             self._remember(reg.host, desc.digest, repo)
             return "sent"
 
+    def know(self, ref: Reference, digest: str) -> None:
+        """Blob ``digest`` is in ``ref``'s repository (checked by the caller): pushes of it
+        there are skipped, pushes elsewhere on that registry mount it from there."""
+        self._remember(self.registries.get(ref.domain).host, digest, ref.path)
+
     def _remember(self, host: str, digest: str, repo: str) -> None:
         with self._guard:
             self._known.setdefault((host, digest), repo)

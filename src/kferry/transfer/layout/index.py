@@ -20,6 +20,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 LAYOUT_FILE = {"imageLayoutVersion": "1.0.0"}
 READ_CHUNK = 1 << 20
+BASE_FILE = "kferry-base.json"  # a delta bundle's base (kferry.transfer.delta)
 
 
 def bundle_kind(path: Path) -> str:

@@ -13,7 +13,7 @@ import zstandard
 
 from kferry.atomic import atomic_file
 from kferry.errors import InputError, KferryError
-from kferry.transfer.layout.index import READ_CHUNK
+from kferry.transfer.layout.index import BASE_FILE, READ_CHUNK
 from kferry.transfer.layout.volumes import HashingFile, VolumeWriter, open_bundle_file, write_sha
 
 
@@ -44,7 +44,9 @@ def _pack_into(root: Path, raw: IO[bytes], zstd: bool) -> None:
         cctx = zstandard.ZstdCompressor(level=3, threads=-1)
         stream = cctx.stream_writer(raw, closefd=False)
     with tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for rel in ["oci-layout", "index.json"]:
+        for rel in ["oci-layout", "index.json", BASE_FILE]:
+            if rel == BASE_FILE and not (root / rel).exists():
+                continue  # a full bundle: no base
             tar.add(root / rel, arcname=rel, recursive=False)
         blobs = sorted((root / "blobs" / "sha256").iterdir())
         for p in blobs:

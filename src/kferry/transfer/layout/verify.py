@@ -14,7 +14,9 @@ import zstandard
 
 from kferry import scratch
 from kferry.errors import InputError
+from kferry.transfer.delta import MAX_BASE_BYTES, parse_base, read_base
 from kferry.transfer.layout.index import (
+    BASE_FILE,
     MAX_INDEX_BYTES,
     VERIFY_PREFIX,
     IndexEntry,
@@ -77,6 +79,8 @@ def verify_bundle(path: Path, on_bytes: Callable[[int], None] | None = None) -> 
                 report.damage.append(
                     f"blobs/sha256/{name}: content hashes to sha256:{h.hexdigest()}"
                 )
+        for d, (_, n) in read_base(reader).blobs.items():
+            sizes.setdefault(d, n)  # a delta bundle: the far side holds these
         _check_graph(
             reader.entries,
             sizes,
@@ -132,6 +136,7 @@ def _verify_stream_in(
 ) -> VerifyReport:
     sizes: dict[str, int] = {}
     index_raw: bytes | None = None
+    base_raw: bytes | None = None
     try:
         with zst_tar(path) as tar:
             for member in tar:
@@ -140,6 +145,9 @@ def _verify_stream_in(
                 f = tar.extractfile(member)
                 assert f is not None
                 name = member.name.removeprefix("./")
+                if name == BASE_FILE:
+                    base_raw = f.read(MAX_BASE_BYTES + 1)
+                    continue
                 if name == "index.json":
                     index_raw = f.read(MAX_INDEX_BYTES + 1)
                     if len(index_raw) > MAX_INDEX_BYTES:
@@ -178,6 +186,9 @@ def _verify_stream_in(
         report.damage.append("index.json is missing")
         return report
     entries = parse_index(index_raw, f"{path}: index.json")
+    if base_raw is not None:
+        for d, (_, n) in parse_base(base_raw, f"{path}: {BASE_FILE}").blobs.items():
+            sizes.setdefault(d, n)
 
     _check_graph(entries, sizes, small.get, report)
     return report

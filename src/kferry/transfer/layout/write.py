@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from kferry import scratch
@@ -16,6 +17,7 @@ from kferry.errors import InputError
 from kferry.name import Reference
 from kferry.transfer.digest import verified
 from kferry.transfer.layout.index import (
+    BASE_FILE,
     CONTAINERD_NAME,
     LAYOUT_FILE,
     REF_NAME,
@@ -65,6 +67,7 @@ class LayoutWriter:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._verified: set[str] = set()
+        self.base: bytes | None = None  # a delta bundle's base record (kferry-base.json)
 
     # -- ImageSink -----------------------------------------------------------------------------
     def manifest_digest(self, ref: Reference) -> str | None:
@@ -140,6 +143,13 @@ class LayoutWriter:
                 entry.annotations[SUBJECT_ANNOTATION] = found.subject
                 entry.annotations[KIND_ANNOTATION] = found.kind
 
+    def forget(self, refs: Sequence[Reference]) -> None:
+        """Leave these images out of ``index.json`` (a delta leaves out what the far side
+        holds, even when an earlier save into the same OUT had them)."""
+        with self._guard:
+            for r in refs:
+                self._entries.pop(r.canonical, None)
+
     def _lock_for(self, digest: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(digest, threading.Lock())
@@ -180,6 +190,11 @@ class LayoutWriter:
             manifests.append(d)
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
         atomic_write(self.root / "index.json", json.dumps(index, indent=2).encode())
+        base = self.root / BASE_FILE
+        if self.base is not None:
+            atomic_write(base, self.base)
+        elif base.exists():
+            base.unlink()  # a full save into what was a delta bundle
         if self.kind == "dir":
             return self.out
         written = pack(self.root, self.out, self.kind == "tar.zst", self.split)
