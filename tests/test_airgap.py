@@ -33,10 +33,7 @@ def target_repo(src: Registry, img: PushedImage) -> str:
 
 
 def login(target: Registry) -> tuple[list[str], bytes]:
-    return (
-        ["--ca-file", str(target.ca_file), "--username", str(target.username), "--password-stdin"],
-        f"{target.password}\n".encode(),
-    )
+    return target.login_args(), target.password_stdin()
 
 
 def check(out: Path, src: Registry, target: Registry, images: list[PushedImage]) -> None:

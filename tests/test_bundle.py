@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_kferry
 from tests.support.images import PushedImage, assert_copied, push_image, push_multiarch, random_blob
 from tests.support.proxy import ProxyFactory
-from tests.support.registry import Registry
+from tests.support.registry import Registry, bundle_load_args
 from tests.support.skopeo import skopeo_raw_digest
 
 pytestmark = pytest.mark.registry
@@ -63,23 +63,7 @@ def save(source: Registry, images: list[PushedImage], out: Path) -> dict[str, An
 
 
 def load(bundle: Path, target: Registry, lock: Path) -> dict[str, Any]:
-    res = run_kferry(
-        "bundle",
-        "load",
-        str(bundle),
-        "--to",
-        f"{target.host}/air",
-        "--ca-file",
-        str(target.ca_file),
-        "--username",
-        str(target.username),
-        "--password-stdin",
-        "-o",
-        "json",
-        "--lock",
-        str(lock),
-        stdin=f"{target.password}\n".encode(),
-    )
+    res = run_kferry(*bundle_load_args(bundle, target, lock), stdin=target.password_stdin())
     assert res.code == 0, res.err
     summary: dict[str, Any] = json.loads(res.out)
     return summary

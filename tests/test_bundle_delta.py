@@ -89,15 +89,7 @@ def save(
 
 
 def target_args(target: Registry, project: str = "air") -> list[str]:
-    return [
-        "--to",
-        f"{target.host}/{project}",
-        "--ca-file",
-        str(target.ca_file),
-        "--username",
-        str(target.username),
-        "--password-stdin",
-    ]
+    return ["--to", f"{target.host}/{project}", *target.login_args()]
 
 
 def load(bundle: Path, target: Registry, tmp: Path, code: int = 0) -> str:

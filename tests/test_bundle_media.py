@@ -23,7 +23,7 @@ from kferry.transfer.layout.index import UNPACK_PREFIX
 from tests.conftest import ROOT, run_kferry
 from tests.support.images import PushedImage, assert_copied, push_image
 from tests.support.proxy import ProxyFactory
-from tests.support.registry import Registry
+from tests.support.registry import Registry, bundle_load_args
 
 pytestmark = pytest.mark.registry
 
@@ -48,22 +48,7 @@ def save_zst(source: Registry, img: PushedImage, out: Path) -> None:
 
 
 def load_args(bundle: str | Path, target: Registry, lock: Path) -> list[str]:
-    return [
-        "bundle",
-        "load",
-        str(bundle),
-        "--to",
-        f"{target.host}/air",
-        "--ca-file",
-        str(target.ca_file),
-        "--username",
-        str(target.username),
-        "--password-stdin",
-        "-o",
-        "json",
-        "--lock",
-        str(lock),
-    ]
+    return bundle_load_args(bundle, target, lock)
 
 
 def in_namespace(

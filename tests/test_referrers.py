@@ -75,10 +75,7 @@ def _refs(source: Registry, images: dict[str, PushedImage]) -> list[str]:
 
 
 def _login(target: Registry) -> tuple[list[str], bytes]:
-    return (
-        ["--ca-file", str(target.ca_file), "--username", str(target.username), "--password-stdin"],
-        f"{target.password}\n".encode(),
-    )
+    return target.login_args(), target.password_stdin()
 
 
 def _mirror(

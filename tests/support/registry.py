@@ -185,6 +185,22 @@ class Registry:
     # require_client_cert: the certificate (and key) this harness shows the registry
     client_cert: tuple[Path, Path] | None = None
 
+    # -- as kferry's target
+
+    def login_args(self) -> list[str]:
+        """kferry's flags to push here: its CA, its user, the password on stdin
+        (:meth:`password_stdin`)."""
+        return [
+            "--ca-file",
+            str(self.ca_file),
+            "--username",
+            str(self.username),
+            "--password-stdin",
+        ]
+
+    def password_stdin(self) -> bytes:
+        return f"{self.password}\n".encode()
+
     # -- life cycle
 
     def _launch(self) -> None:
@@ -473,3 +489,13 @@ __all__ = [
     "start_registry",
     "write_docker_config",
 ]
+
+
+def bundle_load_args(
+    bundle: str | Path, target: Registry, lock: Path, project: str = "air"
+) -> list[str]:
+    """``kferry bundle load BUNDLE --to TARGET/PROJECT`` with the target's login, JSON out."""
+    return [
+        "bundle", "load", str(bundle), "--to", f"{target.host}/{project}",
+        *target.login_args(), "-o", "json", "--lock", str(lock),
+    ]  # fmt: skip
