@@ -230,7 +230,12 @@ def save_bundle(
         finally:
             registries.close()
         if _copied(results):
-            return results, writer.finish()
+            progress = copy.progress or Progress()
+            step = "packing" if writer.kind != "dir" else "writing index"
+            progress.phase(step, str(out))
+            where = writer.finish()
+            progress.phase_done(step)
+            return results, where
         return results, writer.root
 
 
@@ -240,8 +245,12 @@ def load_bundle(
     """OCI layout to registry, each image planned from its source reference (a ``.tar.zst``
     is unpacked under ``tmp_dir``, default ``TMPDIR``, for the time of the load)."""
     registries = Registries(copy.options)
+    progress = copy.progress or Progress()
     try:
-        with LayoutReader(bundle, tmp_dir) as reader:
+        progress.phase("reading bundle", str(bundle))
+        reader = LayoutReader(bundle, tmp_dir)  # a .tar.zst is unpacked here
+        progress.phase_done("reading bundle", f"{len(reader.entries)} images")
+        with reader:
             refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
             return copy.run(reader, RegistryStore(registries), plan(refs, to))
     finally:
@@ -249,7 +258,7 @@ def load_bundle(
 
 
 def _copied(results: Sequence[ImageResult]) -> bool:
-    return all(r.status != "failed" for r in results)
+    return all(r.done for r in results)
 
 
 @dataclass
@@ -260,6 +269,7 @@ class AirgapOutcome:
     results: list[ImageResult]
     lock: Path | None
     rewrite: RewriteOutcome | None
+    bundle: Path | None = None  # with bundle_out: the finished bundle (file, volumes, dir)
 
 
 def airgap(
@@ -286,32 +296,32 @@ def airgap(
     """
     lock_path = out.parent / LOCK_NAME
     check_lock(lock_path)
+    finished: Path | None = None
     if bundle_in is not None:
         results = load_bundle(bundle_in, to, copy)
-        entries = [r.lock_entry() for r in results if r.status != "failed"]
+        entries = [r.lock_entry() for r in results if r.done]
     else:
         planned = plan(refs, to)
         if bundle_out is not None:
-            results, _ = save_bundle(refs, bundle_out, copy)
+            results, saved = save_bundle(refs, bundle_out, copy)
+            finished = saved if _copied(results) else None
             will_be = {p.source.canonical: p.target for p in planned}
-            entries = [
-                r.lock_entry(will_be[r.source.canonical]) for r in results if r.status != "failed"
-            ]
+            entries = [r.lock_entry(will_be[r.source.canonical]) for r in results if r.done]
         else:
             results = _mirror_planned(planned, copy)
-            entries = [r.lock_entry() for r in results if r.status != "failed"]
+            entries = [r.lock_entry() for r in results if r.done]
     lock = write_lock(lock_path, entries) if entries else read_lock(lock_path)
     written = lock_path if entries else None
     if not _copied(results):
-        return AirgapOutcome(results, written, None)
+        return AirgapOutcome(results, written, None, finished)
     outcome = rewrite_manifests(sources, to, lock, pin, fix_on, fix_off, catalog)
     atomic_write(out, outcome.text.encode())
-    return AirgapOutcome(results, written, outcome)
+    return AirgapOutcome(results, written, outcome, finished)
 
 
 def update_lock(path: Path, results: Sequence[ImageResult]) -> Path | None:
     """Record what was copied (nothing is written when nothing was)."""
-    entries = [r.lock_entry() for r in results if r.status != "failed"]
+    entries = [r.lock_entry() for r in results if r.done]
     if not entries:
         return None
     write_lock(path, entries)

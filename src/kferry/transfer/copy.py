@@ -6,17 +6,27 @@ image when the target already names the same digest, otherwise send every blob t
 lacks (in parallel across images, each blob once per registry: later repositories mount it)
 and then the manifests, children first, exactly as fetched. A failure in one image is
 recorded and the others go on.
+
+The run has two passes so that progress is honest: first every image's manifests are read
+(and the target asked whether it already has them), which gives the number of bytes to move
+before any blob moves; then the blobs and manifests are sent. A cancel (Ctrl-C, see
+:mod:`kferry.interrupt`) stops it promptly: blob streams stop at their next chunk, backoff
+waits end, images not started are not started; what completed is returned as such and the
+rest as ``interrupted``. Workers still stuck in a request after a short grace are abandoned
+(the process is ending).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from kferry import interrupt
 from kferry.errors import KferryError
 from kferry.name import Reference
 from kferry.plan import LockEntry, Planned
@@ -39,7 +49,7 @@ from kferry.transfer.transport import backoff_delay
 class ImageResult:
     source: Reference
     target: Reference
-    status: str = "pending"  # copied | skipped | failed
+    status: str = "pending"  # copied | skipped | failed | interrupted
     digest: str = ""
     media_type: str = ""
     size: int = 0
@@ -48,6 +58,11 @@ class ImageResult:
     bytes_skipped: int = 0
     error: str = ""
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """The image is complete where it was copied to (copied now, or already there)."""
+        return self.status in ("copied", "skipped")
 
     def lock_entry(self, target: Reference | None = None) -> LockEntry:
         """What the lock records: the image at ``target`` (default: where it was copied),
@@ -66,13 +81,51 @@ class ImageResult:
 
 
 class Progress:
-    """What the copier reports while it works; the CLI draws bars from it."""
+    """What the copier (and the pipeline around it) reports while it works; the CLI draws
+    bars or prints lines from it. Called from worker threads."""
 
-    def image_started(self, result: ImageResult, size: int) -> None: ...
+    def start(self, images: int) -> None:
+        """``images`` images are about to be looked at."""
 
-    def image_done(self, result: ImageResult) -> None: ...
+    def sized(self, total: int) -> None:
+        """Every manifest has been read: ``total`` blob bytes are to be moved (images already
+        at the target are not counted)."""
 
-    def bytes_done(self, n: int) -> None: ...
+    def image_started(self, result: ImageResult, size: int) -> None:
+        """``result``'s blobs (``size`` bytes) start moving."""
+
+    def image_done(self, result: ImageResult) -> None:
+        """``result`` is final: copied, skipped, failed or interrupted."""
+
+    def bytes_done(self, n: int) -> None:
+        """``n`` more blob bytes are at the target (negative: a failed attempt's bytes)."""
+
+    def phase(self, name: str, detail: str = "") -> None:
+        """A stage of its own begins (``reading bundle``, ``packing``...)."""
+
+    def phase_done(self, name: str, detail: str = "") -> None:
+        """That stage ended."""
+
+
+class Cancelled(Exception):
+    """The run was interrupted: raised in worker threads to stop what they are doing."""
+
+
+# How long workers get, after a cancel, to notice it before the run gives up on them.
+CANCEL_GRACE = 3.0
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Work:
+    """An image whose manifests were read and that the target lacks: what to send."""
+
+    top: Manifest
+    children: list[Manifest]
+    blobs: dict[str, Descriptor]
+    ident: str
+    blob_bytes: int
 
 
 def _platform_ok(platform: str | None, wanted: Sequence[str]) -> bool:
@@ -120,6 +173,7 @@ class Copier:
         retries: int = 6,
         backoff: float = 0.5,
         max_wait: float = 60.0,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.retries = max(0, retries)
         self.backoff = backoff
@@ -129,30 +183,94 @@ class Copier:
         self.jobs = max(1, jobs)
         self.platforms = tuple(platforms)
         self.progress = progress or Progress()
+        self.cancel = cancel or threading.Event()
         self._blob_pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-blob")
         self._lock = threading.Lock()
 
     def run(self, planned: Sequence[Planned]) -> list[ImageResult]:
+        """Copy every planned image. A Ctrl-C (KeyboardInterrupt in this, the main, thread)
+        cancels the run: the results then say which images completed and which were
+        ``interrupted``; a second Ctrl-C ends the process at once."""
         results = [ImageResult(p.source, p.target) for p in planned]
+        self.progress.start(len(results))
+        pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image")
+        pending: list[Future[None]] = []
         try:
-            with ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image") as pool:
-                futures = [pool.submit(self._copy_guarded, r) for r in results]
-                for f in futures:
-                    f.result()
+            work: dict[int, _Work] = {}
+
+            def resolve(i: int) -> None:
+                w = self._guarded(results[i], lambda: self._resolve(results[i]))
+                if w is not None:
+                    work[i] = w
+
+            pending = [pool.submit(resolve, i) for i in range(len(results))]
+            self._wait(pending)
+            self.progress.sized(sum(w.blob_bytes for w in work.values()))
+            pending = [
+                pool.submit(self._guarded, results[i], lambda i=i: self._send(results[i], work[i]))
+                for i in sorted(work)
+            ]
+            self._wait(pending)
+        except KeyboardInterrupt:
+            return self._interrupted(results, pending)
         finally:
-            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+            stop = self.cancel.is_set()
+            pool.shutdown(wait=not stop, cancel_futures=True)
+            self._blob_pool.shutdown(wait=not stop, cancel_futures=True)
         return results
 
-    def _copy_guarded(self, result: ImageResult) -> None:
+    @staticmethod
+    def _wait(futures: Sequence[Future[None]]) -> None:
+        for f in futures:
+            f.result()
+
+    def _interrupted(
+        self, results: list[ImageResult], pending: Sequence[Future[None]]
+    ) -> list[ImageResult]:
+        """Cancel: workers stop at their next chunk or request; those still busy after
+        :data:`CANCEL_GRACE` seconds are abandoned. Returns a snapshot of the results that
+        no worker touches any more (unfinished images are ``interrupted``)."""
+        interrupt.hard_exit_on_next()
+        self.cancel.set()
+        self.progress.phase("stopping", "(Ctrl-C again to stop at once)")
+        for f in pending:
+            f.cancel()
+        _, busy = wait(pending, timeout=CANCEL_GRACE)
+        if busy:
+            interrupt.abandon_workers()
+        with self._lock:
+            snapshot = [dataclasses.replace(r, notes=list(r.notes)) for r in results]
+        for r in snapshot:
+            if r.status in ("pending", "interrupted") or (
+                r.status == "failed" and r.error == "interrupted"
+            ):
+                r.status, r.error = "interrupted", ""
+        return snapshot
+
+    def _guarded(self, result: ImageResult, step: Callable[[], T]) -> T | None:
+        """Run one step of one image; a failure is recorded on the image (the others go
+        on) and reported as its end."""
         try:
-            self._copy(result)
+            return step()
+        except Cancelled:
+            result.status, result.error = "interrupted", ""
         except KferryError as exc:
             result.status, result.error = "failed", str(exc)
         except Exception as exc:  # keep the others going; the summary names the failure
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        if self.cancel.is_set() and result.status == "failed":
+            result.status, result.error = "interrupted", ""  # a request cut by the cancel
         self.progress.image_done(result)
+        return None
 
-    def _copy(self, result: ImageResult) -> None:
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def _resolve(self, result: ImageResult) -> _Work | None:
+        """Read the image's manifests and ask the target whether it has them; None when it
+        does (the image is skipped and reported done)."""
+        self._check_cancel()
         src, dst = result.source, result.target
         algorithm = src.digest_algorithm
         if algorithm is not None and algorithm != COPYABLE_DIGEST:
@@ -187,15 +305,23 @@ class Copier:
             + sum(b.size for b in blobs.values() if not b.foreign)
         )
 
+        self._check_cancel()
         existing = self.sink.manifest_digest(dst.at(ident))
         if existing == top.digest:
             result.status = "skipped"
             result.bytes_skipped = result.size
-            return
+            self.progress.image_done(result)
+            return None
+        blob_bytes = sum(b.size for b in blobs.values() if not b.foreign)
+        return _Work(top, children, blobs, ident, blob_bytes)
 
-        self.progress.image_started(result, result.size)
+    def _send(self, result: ImageResult, work: _Work) -> None:
+        """Every blob the target lacks, then the manifests, children first."""
+        self._check_cancel()
+        dst = result.target
+        self.progress.image_started(result, work.blob_bytes)
         futures: list[Future[None]] = []
-        for blob in blobs.values():
+        for blob in work.blobs.values():
             if blob.foreign:
                 result.notes.append(
                     f"non-distributable layer {blob.digest} skipped (pulled from its URLs)"
@@ -204,12 +330,18 @@ class Copier:
             futures.append(self._blob_pool.submit(self._copy_blob, result, blob))
         done, _ = wait(futures)
         errors = [f.exception() for f in done if f.exception() is not None]
+        if any(f.cancelled() for f in futures):
+            raise Cancelled()
         if errors:
             raise errors[0]  # type: ignore[misc]
-        for child in children:
+        # Once every blob is there, the manifests (a few small requests) are put even after
+        # a cancel: the image is then complete and recorded as such.
+        for child in work.children:
             self.sink.put_manifest(dst.at(child.digest), child.digest, child)
-        self.sink.put_manifest(dst.at(ident), ident, top, top=True)
-        result.status = "copied"
+        self.sink.put_manifest(dst.at(work.ident), work.ident, work.top, top=True)
+        with self._lock:
+            result.status = "copied"
+        self.progress.image_done(result)
 
     def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
         """Every manifest below ``top`` (each once), children before their parents."""
@@ -243,8 +375,12 @@ class Copier:
 
         def on_bytes(n: int) -> None:
             nonlocal sent
+            if self.cancel.is_set():
+                raise Cancelled()  # stops the stream (and its request) at this chunk
             sent += n
             self.progress.bytes_done(n)
+
+        self._check_cancel()
 
         # A blob whose stream broke (either side), whose upload got 5xx/429 or whose token
         # expired is started again from scratch (new session, new token), with backoff.
@@ -268,7 +404,8 @@ class Copier:
                     ) from None
                 if not damaged:
                     wait = exc.retry_after if isinstance(exc, TransientError) else None
-                    time.sleep(backoff_delay(attempt, wait, self.backoff, self.max_wait))
+                    if self.cancel.wait(backoff_delay(attempt, wait, self.backoff, self.max_wait)):
+                        raise Cancelled() from None
                 attempt += 1
         with self._lock:
             if outcome == "sent":
