@@ -64,6 +64,7 @@ def test_ctrl_c_stops_promptly_records_what_completed_and_a_rerun_finishes(
     resume = shlex.join(["kferry", *argv[3:]])
     assert f"{len(recorded)} of 10 images complete; the lock file {lock} records them" in run.err
     assert resume in run.err.splitlines()[-1], run.err
+    assert "kferry: stopping (Ctrl-C again to stop at once)" in run.err
     assert "Traceback" not in run.err
 
     proxy.bytes_per_second = None

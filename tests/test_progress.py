@@ -257,8 +257,7 @@ def test_bundle_save_says_packing_and_prints_path_size_and_checksum(
     lines = [line for _, line in run.lines]
     saved = [line for line in lines if re.match(r"\[\d/3\] saved ", line)]
     assert len(saved) == 3, lines
-    assert f"packing {bundle}" in lines, lines
-    packed = [line for line in lines if line.startswith("packing: done in ")]
+    packed = [line for line in lines if line.startswith(f"packing {bundle}: done in ")]
     assert packed and lines.index(packed[0]) > lines.index(saved[-1]), lines
     assert "\x1b" not in run.err
     sha = hashlib.sha256(bundle.read_bytes()).hexdigest()

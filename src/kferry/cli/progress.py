@@ -9,7 +9,8 @@ images never sits beside a byte rate::
 plus a spinner row for a phase of its own (``reading bundle``, ``packing``). The byte total is
 set once, after every manifest was read (:meth:`kferry.transfer.copy.Progress.sized`), so
 the ETA does not jump as images start. In a pipe, a log file or CI (stderr not a terminal):
-one plain line per image as it ends and per phase, nothing animated.
+one plain line per image as it ends and per phase (when it ends, and when it starts too if it
+lasts over a second), nothing animated.
 
 rich draws the rows (two ``rich.progress.Progress`` in one ``rich.live.Live``, rich's own
 pattern for rows with different columns); what is written here is only which numbers go
@@ -51,6 +52,9 @@ class Words:
     doing: str  # the image in flight: "copying", "saving", "loading"
     moved: str  # the bytes: "sent", "written", "loaded"
 
+
+# A phase still running after this many seconds is announced in a pipe (see LineProgress).
+PHASE_NOTICE = 1.0
 
 MIRROR = Words("copied", "copying", "sent")
 SAVE = Words("saved", "saving", "written")
@@ -132,7 +136,7 @@ class LineProgress(Meter):
 
     def __init__(self, words: Words) -> None:
         super().__init__(words)
-        self._phase_started: dict[str, float] = {}
+        self._phases: dict[str, tuple[float, str, threading.Timer]] = {}
 
     def _say(self, line: str) -> None:
         sys.stderr.write(line + "\n")
@@ -163,13 +167,28 @@ class LineProgress(Meter):
         self._say(line)
 
     def phase(self, name: str, detail: str = "") -> None:
-        self._phase_started[name] = time.monotonic()
-        self._say(f"{name} {printable(detail)}".rstrip())
+        """The phase's line comes when it ends; one that lasts more than a second is also
+        announced then (so a bad bundle is still one line of error, nothing before it)."""
+        what = f"{name} {printable(detail)}".rstrip()
+        timer = threading.Timer(PHASE_NOTICE, self._say, (f"{what} ...",))
+        timer.daemon = True
+        self._phases[name] = (time.monotonic(), what, timer)
+        timer.start()
+
+    def close(self) -> None:
+        """No announcement after the command is over (a phase that ended in an error)."""
+        for _, _, timer in self._phases.values():
+            timer.cancel()
+
+    def notice(self, message: str) -> None:
+        self._say(message)
 
     def phase_done(self, name: str, detail: str = "") -> None:
-        took = time.monotonic() - self._phase_started.pop(name, time.monotonic())
+        began, what, timer = self._phases.pop(name, (time.monotonic(), name, None))
+        if timer is not None:
+            timer.cancel()
         more = f" ({printable(detail)})" if detail else ""
-        self._say(f"{name}: done in {seconds(took)}{more}")
+        self._say(f"{what}: done in {seconds(time.monotonic() - began)}{more}")
 
 
 class BarProgress(Meter):
@@ -202,7 +221,7 @@ class BarProgress(Meter):
         )
         self.images_task: TaskID = self.image_bars.add_task("images", total=None, current="")
         self.bytes_task: TaskID = self.byte_bars.add_task("bytes", total=None)
-        self._phases: dict[str, TaskID] = {}
+        self._bar_phases: dict[str, TaskID] = {}
         self._draw = threading.Lock()
         self.live = Live(
             Group(self.phase_bars, self.image_bars, self.byte_bars),
@@ -236,10 +255,13 @@ class BarProgress(Meter):
         with self._draw:
             self.image_bars.update(self.images_task, completed=self.ended, current=self.current())
 
+    def notice(self, message: str) -> None:
+        self.console.print(message, highlight=False)  # above the bars (Live)
+
     def phase(self, name: str, detail: str = "") -> None:
-        self._phases[name] = self.phase_bars.add_task(f"{name} {printable(detail)}".rstrip())
+        self._bar_phases[name] = self.phase_bars.add_task(f"{name} {printable(detail)}".rstrip())
 
     def phase_done(self, name: str, detail: str = "") -> None:
-        task = self._phases.pop(name, None)
+        task = self._bar_phases.pop(name, None)
         if task is not None:
             self.phase_bars.remove_task(task)

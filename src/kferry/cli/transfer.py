@@ -102,7 +102,11 @@ def copying(options: Options, transfer: CopyFlags, words: Words = MIRROR) -> Ite
     pipe or a log (:mod:`kferry.cli.progress`). ``copy.progress`` is the :class:`Meter` the
     summary reads (elapsed time, throughput)."""
     if not sys.stderr.isatty():
-        yield Copy(options, transfer.jobs, transfer.platforms, LineProgress(words))
+        lines = LineProgress(words)
+        try:
+            yield Copy(options, transfer.jobs, transfer.platforms, lines)
+        finally:
+            lines.close()
         return
     with BarProgress(words) as bars:
         yield Copy(options, transfer.jobs, transfer.platforms, bars)

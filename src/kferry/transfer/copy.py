@@ -106,6 +106,9 @@ class Progress:
     def phase_done(self, name: str, detail: str = "") -> None:
         """That stage ended."""
 
+    def notice(self, message: str) -> None:
+        """Something the operator must know now (the run is stopping)."""
+
 
 class Cancelled(Exception):
     """The run was interrupted: raised in worker threads to stop what they are doing."""
@@ -232,7 +235,7 @@ class Copier:
         no worker touches any more (unfinished images are ``interrupted``)."""
         interrupt.hard_exit_on_next()
         self.cancel.set()
-        self.progress.phase("stopping", "(Ctrl-C again to stop at once)")
+        self.progress.notice("kferry: stopping (Ctrl-C again to stop at once)")
         for f in pending:
             f.cancel()
         _, busy = wait(pending, timeout=CANCEL_GRACE)
