@@ -244,10 +244,8 @@ class Copier:
         with self._lock:
             snapshot = [dataclasses.replace(r, notes=list(r.notes)) for r in results]
         for r in snapshot:
-            if r.status in ("pending", "interrupted") or (
-                r.status == "failed" and r.error == "interrupted"
-            ):
-                r.status, r.error = "interrupted", ""
+            if r.status == "pending":  # not started, or abandoned inside a request
+                r.status = "interrupted"
         return snapshot
 
     def _guarded(self, result: ImageResult, step: Callable[[], T]) -> T | None:
