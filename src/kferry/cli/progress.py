@@ -6,10 +6,11 @@ images never sits beside a byte rate::
     images ━━━━━━━━━━╸━━━━━━━━━  9/21 0:00:12 copying docker.io/istio/proxyv2:1.9.6 (+3)
     bytes  ━━━━━━━━━━━━╸━━━━━━━ 121.3/200.4 MB 10.2 MB/s 0:00:08
 
-plus a spinner row for a phase of its own (``reading bundle``, ``packing``). The byte total is
-set once, after every manifest was read (:meth:`kferry.transfer.copy.Progress.sized`), so
-the ETA does not jump as images start. In a pipe, a log file or CI (stderr not a terminal):
-one plain line per image as it ends and per phase (when it ends, and when it starts too if it
+plus a spinner row for a phase of its own (``reading bundle``, ``packing``). The byte total
+is set once, when every image's manifests have been read
+(:meth:`kferry.transfer.copy.Progress.sized`), and shown as ``?`` before, so the ETA does
+not jump as images start. In a pipe, a log file or CI (stderr not a terminal): one plain
+line per image as it ends and per phase (when it ends, and when it starts too if it
 lasts over a second), nothing animated.
 
 rich draws the rows (two ``rich.progress.Progress`` in one ``rich.live.Live``, rich's own
@@ -84,6 +85,7 @@ class Meter(Progress):
         self.started = time.monotonic()
         self.images = 0
         self.ended = 0
+        self.skipped = 0
         self.total: int | None = None
         self.moved = 0
         self._lock = threading.Lock()
@@ -109,6 +111,7 @@ class Meter(Progress):
         with self._lock:
             self._flying.pop(id(result), None)
             self.ended += 1
+            self.skipped += result.status == "skipped"
             n = self.ended
         self.ended_one(result, n)
         self.changed()
@@ -145,10 +148,10 @@ class LineProgress(Meter):
     def sized(self, total: int) -> None:
         super().sized(total)
         with self._lock:
-            there = self.ended
+            there = self.skipped
         self._say(
             f"{self.images} images: {mb(total)} to move"
-            + (f", {there} already there or failed" if there else "")
+            + (f", {there} already there" if there else "")
         )
 
     def ended_one(self, result: ImageResult, n: int) -> None:

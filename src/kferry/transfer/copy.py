@@ -7,9 +7,10 @@ lacks (in parallel across images, each blob once per registry: later repositorie
 and then the manifests, children first, exactly as fetched. A failure in one image is
 recorded and the others go on.
 
-The run has two passes so that progress is honest: first every image's manifests are read
-(and the target asked whether it already has them), which gives the number of bytes to move
-before any blob moves; then the blobs and manifests are sent. A cancel (Ctrl-C, see
+Each image is read (its manifests, and whether the target already has it) and then sent, by
+two pools so that images already read are sent while others are still being read; once every
+image has been read the number of bytes to move is known and reported, once (so an ETA drawn
+from it does not jump). A cancel (Ctrl-C, see
 :mod:`kferry.interrupt`) stops it promptly: blob streams stop at their next chunk, backoff
 waits end, images not started are not started; what completed is returned as such and the
 rest as ``interrupted``. Workers still stuck in a request after a short grace are abandoned
@@ -196,30 +197,36 @@ class Copier:
         ``interrupted``; a second Ctrl-C ends the process at once."""
         results = [ImageResult(p.source, p.target) for p in planned]
         self.progress.start(len(results))
-        pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image")
-        pending: list[Future[None]] = []
+        readers = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-manifest")
+        senders = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image")
+        reads: list[Future[None]] = []
+        sends: list[Future[None]] = []
+        sized = 0
+
+        def read(result: ImageResult) -> None:
+            nonlocal sized
+            work = self._guarded(result, lambda: self._resolve(result))
+            if work is None:
+                return
+            with self._lock:
+                sized += work.blob_bytes
+                sends.append(
+                    senders.submit(self._guarded, result, lambda: self._send(result, work))
+                )
+
         try:
-            work: dict[int, _Work] = {}
-
-            def resolve(i: int) -> None:
-                w = self._guarded(results[i], lambda: self._resolve(results[i]))
-                if w is not None:
-                    work[i] = w
-
-            pending = [pool.submit(resolve, i) for i in range(len(results))]
-            self._wait(pending)
-            self.progress.sized(sum(w.blob_bytes for w in work.values()))
-            pending = [
-                pool.submit(self._guarded, results[i], lambda i=i: self._send(results[i], work[i]))
-                for i in sorted(work)
-            ]
-            self._wait(pending)
+            reads = [readers.submit(read, r) for r in results]
+            self._wait(reads)
+            self.progress.sized(sized)
+            self._wait(list(sends))
         except KeyboardInterrupt:
+            with self._lock:
+                pending = [*reads, *sends]
             return self._interrupted(results, pending)
         finally:
             stop = self.cancel.is_set()
-            pool.shutdown(wait=not stop, cancel_futures=True)
-            self._blob_pool.shutdown(wait=not stop, cancel_futures=True)
+            for pool in (readers, senders, self._blob_pool):
+                pool.shutdown(wait=not stop, cancel_futures=True)
         return results
 
     @staticmethod
