@@ -248,9 +248,8 @@ def load_bundle(
     progress = copy.progress or Progress()
     try:
         progress.phase("reading bundle", str(bundle))
-        reader = LayoutReader(bundle, tmp_dir)  # a .tar.zst is unpacked here
-        progress.phase_done("reading bundle", f"{len(reader.entries)} images")
-        with reader:
+        with LayoutReader(bundle, tmp_dir) as reader:  # a .tar.zst is unpacked here
+            progress.phase_done("reading bundle", f"{len(reader.entries)} images")
             refs = parse_image_args([e.name for e in reader.entries], f"{bundle}: image")
             return copy.run(reader, RegistryStore(registries), plan(refs, to))
     finally:
