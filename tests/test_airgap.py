@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -104,6 +105,11 @@ def test_bundle_then_load(
     assert res.code == 0, res.out + res.err
     assert bundle.exists() and (connected / "kferry.lock.json").exists()
     assert run_kferry("bundle", "verify", str(bundle)).code == 0
+    # progress in a pipe and the summary of a save (tests/test_progress.py has the rest)
+    sha = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    assert f"bundle: {bundle} (" in res.out and f"sha256 {sha}" in res.out, res.out
+    assert "2 images: 2 saved" in res.out and " written in " in res.out, res.out
+    assert f"packing {bundle}: done in " in res.err, res.err
 
     private = tmp_path / "private"
     args, stdin = login(target_registry)
@@ -120,6 +126,12 @@ def test_bundle_then_load(
         stdin=stdin,
     )
     assert res.code == 0, res.out + res.err
+    assert "2 images: 2 loaded" in res.out and " loaded in " in res.out, res.out
+    assert f"reading bundle {bundle}: done in " in res.err, res.err
+    assert (
+        sum(line.startswith(("[1/2] loaded ", "[2/2] loaded ")) for line in res.err.splitlines())
+        == 2
+    )
     check(private / "render.yaml", source_registry, target_registry, [ctl, agent])
 
 

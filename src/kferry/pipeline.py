@@ -296,7 +296,12 @@ def save_bundle(
         finally:
             registries.close()
         if _copied(results):
-            return results, writer.finish()
+            progress = copy.progress or Progress()
+            step = "packing" if writer.kind != "dir" else "writing index"
+            progress.phase(step, str(out))
+            where = writer.finish()
+            progress.phase_done(step)
+            return results, where
         return results, writer.root
 
 
@@ -327,9 +332,13 @@ def load_bundle(
     if not bundle.exists() and find_volumes(bundle) is None:
         raise InputError(f"{bundle}: no such bundle")
     registries = Registries(copy.options)
+    progress = copy.progress or Progress()
     try:
-        with LayoutReader(bundle, tmp_dir) as reader:
-            refs = parse_image_args([e.name for e in reader.images()], f"{bundle}: image")
+        progress.phase("reading bundle", str(bundle))
+        with LayoutReader(bundle, tmp_dir) as reader:  # a .tar.zst is unpacked here
+            images = reader.images()
+            progress.phase_done("reading bundle", f"{len(images)} images")
+            refs = parse_image_args([e.name for e in images], f"{bundle}: image")
             planned = plan(refs, to)
             preflight.check(copy.options, reach=[to.registry])
             preflight.check(copy.options, push=[p.target for p in planned[:1]], checked=True)
@@ -343,7 +352,7 @@ def load_bundle(
 
 
 def _copied(results: Sequence[ImageResult]) -> bool:
-    return all(r.status != "failed" for r in results)
+    return all(r.done for r in results)
 
 
 @dataclass
@@ -354,6 +363,7 @@ class AirgapOutcome:
     results: list[ImageResult]
     lock: Path | None
     rewrite: RewriteOutcome | None
+    bundle: Path | None = None  # with bundle_out: the finished bundle (file, volumes, dir)
 
 
 def airgap(
@@ -380,32 +390,32 @@ def airgap(
     """
     lock_path = out.parent / LOCK_NAME
     check_lock(lock_path)
+    finished: Path | None = None
     if bundle_in is not None:
         results = load_bundle(bundle_in, to, copy)
-        entries = [r.lock_entry() for r in results if r.status != "failed"]
+        entries = [r.lock_entry() for r in results if r.done]
     else:
         planned = plan(refs, to)
         if bundle_out is not None:
-            results, _ = save_bundle(refs, bundle_out, copy)
+            results, saved = save_bundle(refs, bundle_out, copy)
+            finished = saved if _copied(results) else None
             will_be = {p.source.canonical: p.target for p in planned}
-            entries = [
-                r.lock_entry(will_be[r.source.canonical]) for r in results if r.status != "failed"
-            ]
+            entries = [r.lock_entry(will_be[r.source.canonical]) for r in results if r.done]
         else:
             results = _mirror_planned(planned, copy)
-            entries = [r.lock_entry() for r in results if r.status != "failed"]
+            entries = [r.lock_entry() for r in results if r.done]
     lock = write_lock(lock_path, entries) if entries else read_lock(lock_path)
     written = lock_path if entries else None
     if not _copied(results):
-        return AirgapOutcome(results, written, None)
+        return AirgapOutcome(results, written, None, finished)
     outcome = rewrite_manifests(sources, to, lock, pin, fix_on, fix_off, catalog)
     atomic_write(out, outcome.text.encode())
-    return AirgapOutcome(results, written, outcome)
+    return AirgapOutcome(results, written, outcome, finished)
 
 
 def update_lock(path: Path, results: Sequence[ImageResult]) -> Path | None:
     """Record what was copied (nothing is written when nothing was)."""
-    entries = [r.lock_entry() for r in results if r.status != "failed"]
+    entries = [r.lock_entry() for r in results if r.done]
     if not entries:
         return None
     write_lock(path, entries)

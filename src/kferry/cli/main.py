@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kferry import __version__, scratch
+from kferry import __version__, interrupt, scratch
 from kferry.cli.examples import attach as _attach_examples
 from kferry.errors import KferryError
 
@@ -177,11 +177,17 @@ def help_cmd(topic: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: maps kferry errors to one line on stderr and their exit code."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    interrupt.set_command(args)
+    code = _main(args)
+    interrupt.end_if_abandoned(code)  # workers left inside requests after a Ctrl-C
+    return code
+
+
+def _main(args: list[str]) -> int:
     scratch.install_signal_cleanup()
     try:
-        rv = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="kferry", standalone_mode=False
-        )
+        rv = cli.main(args=args, prog_name="kferry", standalone_mode=False)
     except KferryError as exc:
         from kferry.cli.output import printable  # only on the error path (rich is heavy)
 

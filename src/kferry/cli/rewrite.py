@@ -22,14 +22,17 @@ from kferry.cli.flags import (
 from kferry.cli.images import inventory_from, inventory_of, warn_assumptions
 from kferry.cli.options import catalog_from, catalog_option
 from kferry.cli.output import stdout_console, warn
+from kferry.cli.progress import LOAD, MIRROR, SAVE
 from kferry.cli.transfer import copying, image_inputs, summarise
 from kferry.errors import InputError
 from kferry.fix import FIX_NAMES
+from kferry.interrupt import EXIT_INTERRUPTED
 from kferry.load import read_sources
 from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.pipeline import RewriteOutcome, rewrite_manifests
 from kferry.plan import LOCK_NAME, Target, read_lock
 from kferry.plan.nodes import containerd_hosts, credential_note, crio_registries, source_hosts
+from kferry.transfer.layout.facts import bundle_facts
 
 
 def _report(
@@ -290,7 +293,8 @@ def airgap(
     inventory = inventory_of(sources, catalog)[0] if not bundle_in else None
     refs = [img.reference for img in inventory.images] if inventory is not None else []
     options = registry_options(tls, login, None if bundle_out else target.registry, transfer)
-    with copying(options, transfer, None if bundle_in else len(refs)) as copy:
+    words = LOAD if bundle_in else SAVE if bundle_out else MIRROR
+    with copying(options, transfer, words) as copy:
         done = pipeline.airgap(
             sources,
             target,
@@ -304,11 +308,12 @@ def airgap(
             fix_off=fix_off,
             catalog=catalog,
         )
-    code = summarise(done.results, "json" if as_json else "table", done.lock)
+    facts = bundle_facts(done.bundle) if done.bundle is not None else None
+    code = summarise(done.results, "json" if as_json else "table", done.lock, copy.progress, facts)
     if done.rewrite is not None:
         _report(done.rewrite, target, assumptions=inventory is None)  # else said by inventory_of
         if not as_json:
             stdout_console().print(f"manifests: {out}", style="dim")
-    else:
+    elif code != EXIT_INTERRUPTED:  # an interrupt was explained by summarise
         warn("copy failed: the manifests were not rewritten; fix the failures and rerun")
     ctx.exit(code)

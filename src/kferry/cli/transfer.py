@@ -9,16 +9,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichProgress
 
 from kferry.cli.flags import (
     CopyFlags,
@@ -33,7 +23,19 @@ from kferry.cli.flags import (
 from kferry.cli.images import inventory_from
 from kferry.cli.output import output_option as data_output_option
 from kferry.cli.output import print_json, record_format, stdout_console, warn
+from kferry.cli.progress import (
+    LOAD,
+    MIRROR,
+    SAVE,
+    BarProgress,
+    LineProgress,
+    Meter,
+    Words,
+    mb,
+    seconds,
+)
 from kferry.errors import InputError
+from kferry.interrupt import EXIT_INTERRUPTED, resume_command
 from kferry.load.imagelist import parse_image_args, read_image_list
 from kferry.name import Reference
 from kferry.pipeline import (
@@ -48,6 +50,7 @@ from kferry.plan import LAYOUTS, LOCK_NAME, Target, plan
 from kferry.plan.lock import check_lock
 from kferry.plan.shard import Shard
 from kferry.transfer.copy import ImageResult, Progress
+from kferry.transfer.layout.facts import BundleFacts, bundle_facts
 from kferry.transfer.layout.verify import verify_bundle
 from kferry.transfer.layout.volumes import parse_size
 from kferry.transfer.size import SizeReport
@@ -113,58 +116,42 @@ def gather(
     return refs
 
 
-class BarProgress(Progress):
-    """Rich bars on stderr (bytes and images) when stderr is a terminal."""
-
-    def __init__(self, images: int | None) -> None:
-        self.bars = RichProgress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-            console=None,
-        )
-        self.images: TaskID = self.bars.add_task("images", total=images)
-        self.bytes: TaskID = self.bars.add_task("bytes ", total=0)
-        self._total = 0
-
-    def __enter__(self) -> BarProgress:
-        self.bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bars.stop()
-
-    def image_started(self, result: ImageResult, size: int) -> None:
-        self._total += size
-        self.bars.update(self.bytes, total=self._total)
-
-    def image_done(self, result: ImageResult) -> None:
-        self.bars.advance(self.images)
-
-    def bytes_done(self, n: int) -> None:
-        self.bars.advance(self.bytes, n)
-
-
 @contextlib.contextmanager
-def copying(options: Options, transfer: CopyFlags, images: int | None) -> Iterator[Copy]:
-    """How to copy, with progress bars on a terminal (nothing noisy in a pipe)."""
+def copying(options: Options, transfer: CopyFlags, words: Words = MIRROR) -> Iterator[Copy]:
+    """How to copy, with progress on stderr: bars on a terminal, one line per image in a
+    pipe or a log (:mod:`kferry.cli.progress`). ``copy.progress`` is the :class:`Meter` the
+    summary reads (elapsed time, throughput)."""
     if not sys.stderr.isatty():
-        yield Copy(options, transfer.jobs, transfer.platforms, referrers=transfer.referrers)
+        lines = LineProgress(words)
+        try:
+            yield Copy(
+                options, transfer.jobs, transfer.platforms, lines, referrers=transfer.referrers
+            )
+        finally:
+            lines.close()
         return
-    with BarProgress(images) as bars:
-        yield Copy(options, transfer.jobs, transfer.platforms, bars, transfer.referrers)
+    with BarProgress(words) as bars:
+        yield Copy(options, transfer.jobs, transfer.platforms, bars, referrers=transfer.referrers)
 
 
-def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int:
+def summarise(
+    results: list[ImageResult],
+    output: str,
+    lock: Path | None,
+    meter: Progress | None = None,
+    bundle: BundleFacts | None = None,
+) -> int:
+    """The end summary (stdout), and on an interrupt how to resume (stderr). Returns the exit
+    code: 0, 1 when an image failed, 130 when the run was interrupted."""
+    words = meter.words if isinstance(meter, Meter) else MIRROR
+    elapsed = meter.elapsed() if isinstance(meter, Meter) else 0.0
     copied = [r for r in results if r.status == "copied"]
     skipped = [r for r in results if r.status == "skipped"]
     failed = [r for r in results if r.status == "failed"]
+    stopped = [r for r in results if r.status == "interrupted"]
     sent = sum(r.bytes_sent for r in results)
     saved = sum(r.bytes_skipped for r in results)
+    rate = sent / elapsed if elapsed > 0 else 0.0
     notes = [f"{r.source.canonical}: {n}" for r in results for n in r.notes]
     referrers = sum(x.status != "failed" for r in results for x in r.referrers)
     if output == "json":
@@ -173,22 +160,28 @@ def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int
                 "images": len(results),
                 "copied": len(copied),
                 "skipped": len(skipped),
+                "interrupted": len(stopped),
                 "bytes_sent": sent,
                 "bytes_skipped": saved,
                 "referrers": referrers,
+                "elapsed_seconds": round(elapsed, 3),
+                "bytes_per_second": round(rate),
                 "failures": [
                     {"source": r.source.canonical, "target": r.target.canonical, "error": r.error}
                     for r in failed
                 ],
                 "notes": notes,
                 "lock": str(lock) if lock else None,
+                **({"bundle": bundle.to_json()} if bundle is not None else {}),
             }
         )
     else:
         console = stdout_console()
+        cut = f", {len(stopped)} interrupted" if stopped else ""
         console.print(
-            f"{len(results)} images: {len(copied)} copied, {len(skipped)} already there, "
-            f"{len(failed)} failed; {_mb(sent)} sent, {_mb(saved)} not sent (already there)"
+            f"{len(results)} images: {len(copied)} {words.done}, {len(skipped)} already there, "
+            f"{len(failed)} failed{cut}; {mb(sent)} {words.moved} in {seconds(elapsed)} "
+            f"({mb(rate)}/s), {mb(saved)} already there"
             + (f"; {referrers} signatures/attestations/SBOMs/referrers lists" if referrers else "")
         )
         for n in notes:
@@ -197,13 +190,32 @@ def summarise(results: list[ImageResult], output: str, lock: Path | None) -> int
             console.print(
                 f"FAILED {r.source.canonical} -> {r.target.canonical}: {r.error}", style="red"
             )
+        if bundle is not None:
+            console.print(_bundle_line(bundle), overflow="fold")
         if lock:
             console.print(f"lock file: {lock}", style="dim")
+    if stopped:
+        done = len(results) - len(stopped) - len(failed)
+        kept = f"; the lock file {lock} records them" if lock else ""
+        click.echo(
+            f"kferry: interrupted: {done} of {len(results)} images complete{kept}. To resume "
+            f"(complete images are skipped), run the same command again:\n  {resume_command()}",
+            err=True,
+        )
+        return EXIT_INTERRUPTED
     return 1 if failed else 0
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
+def _bundle_line(b: BundleFacts) -> str:
+    if b.kind == "dir":
+        return f"bundle: {b.path} (directory, {mb(b.size)})"
+    if b.kind == "volumes":
+        return (
+            f"bundle: {b.path} ({b.volumes} volumes, {mb(b.size)}); sha256 of the volume "
+            f"manifest {b.sha256}"
+        )
+    where = f" (in {b.sha_file.name})" if b.sha_file else ""
+    return f"bundle: {b.path} ({mb(b.size)}), sha256 {b.sha256}{where}"
 
 
 def since_option(func: F) -> F:
@@ -221,10 +233,10 @@ def print_size(report: SizeReport, output: str) -> None:
         return
     console = stdout_console()
     for i in report.images:
-        console.print(f"{i.image}: {_mb(i.bytes)}, {_mb(i.present_bytes)} there", overflow="fold")
+        console.print(f"{i.image}: {mb(i.bytes)}, {mb(i.present_bytes)} there", overflow="fold")
     console.print(
-        f"{len(report.images)} images: {_mb(report.total_bytes)} unique, "
-        f"{_mb(report.present_bytes)} already there, {_mb(report.to_carry_bytes)} to carry "
+        f"{len(report.images)} images: {mb(report.total_bytes)} unique, "
+        f"{mb(report.present_bytes)} already there, {mb(report.to_carry_bytes)} to carry "
         f"({report.to_carry_bytes} bytes)"
     )
 
@@ -308,9 +320,9 @@ def mirror(
         refs = shard.select(dict.fromkeys(refs))
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
-    with copying(options, transfer, len(refs)) as copy:
+    with copying(options, transfer, MIRROR) as copy:
         results = mirror_images(refs, target, copy)
-    ctx.exit(summarise(results, output, update_lock(lock_path, results)))
+    ctx.exit(summarise(results, output, update_lock(lock_path, results), copy.progress))
 
 
 @click.group()
@@ -382,11 +394,13 @@ def bundle_save(
         return
     if out is None:
         raise click.UsageError("Missing option '-o' / '--output'.")
-    with copying(options, transfer, len(refs)) as copy:
+    with copying(options, transfer, SAVE) as copy:
         results, where = save_bundle(refs, out, copy, volume_size, since, layout)
-    if any(r.status == "failed" for r in results):
+    finished = all(r.done for r in results)
+    if not finished:
         warn(f"bundle not finished: rerun the same command to resume ({where} kept)")
-    ctx.exit(summarise(results, "json" if as_json else "table", None))
+    facts = bundle_facts(where) if finished else None
+    ctx.exit(summarise(results, "json" if as_json else "table", None, copy.progress, facts))
 
 
 @bundle.command("load")
@@ -423,9 +437,9 @@ def bundle_load(
     options = registry_options(tls, login, target.registry, transfer)
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
-    with copying(options, transfer, None) as copy:
+    with copying(options, transfer, LOAD) as copy:
         results = load_bundle(bundle_path, target, copy, tmp_dir)
-    ctx.exit(summarise(results, output, update_lock(lock_path, results)))
+    ctx.exit(summarise(results, output, update_lock(lock_path, results), copy.progress))
 
 
 @bundle.command("verify")
@@ -442,7 +456,7 @@ def bundle_verify(ctx: click.Context, bundle_path: Path, output: str) -> None:
         state = "OK" if not report.damage else f"DAMAGED ({len(report.damage)} problems)"
         console.print(
             f"{bundle_path}: {report.images} images, {report.blobs} blobs, "
-            f"{_mb(report.bytes)}: {state}"
+            f"{mb(report.bytes)}: {state}"
         )
         for d in report.damage:
             console.print(f"  {d}", style="red")

@@ -6,17 +6,28 @@ image when the target already names the same digest, otherwise send every blob t
 lacks (in parallel across images, each blob once per registry: later repositories mount it)
 and then the manifests, children first, exactly as fetched. A failure in one image is
 recorded and the others go on.
+
+Each image is read (its manifests, and whether the target already has it) and then sent, by
+two pools so that images already read are sent while others are still being read; once every
+image has been read the number of bytes to move is known and reported, once (so an ETA drawn
+from it does not jump). A cancel (Ctrl-C, see
+:mod:`kferry.interrupt`) stops it promptly: blob streams stop at their next chunk, backoff
+waits end, images not started are not started; what completed is returned as such and the
+rest as ``interrupted``. Workers still stuck in a request after a short grace are abandoned
+(the process is ending).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from kferry import interrupt
 from kferry.errors import KferryError
 from kferry.name import Reference
 from kferry.plan import LockEntry, Planned
@@ -41,7 +52,7 @@ from kferry.transfer.transport import backoff_delay
 class ImageResult:
     source: Reference
     target: Reference
-    status: str = "pending"  # copied | skipped | failed
+    status: str = "pending"  # copied | skipped | failed | interrupted
     digest: str = ""
     media_type: str = ""
     size: int = 0
@@ -52,6 +63,11 @@ class ImageResult:
     notes: list[str] = field(default_factory=list)
     kind: str = ""  # a referrer's kind (sig, att, sbom, referrers); "" for an image
     referrers: list[ImageResult] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        """The image is complete where it was copied to (copied now, or already there)."""
+        return self.status in ("copied", "skipped")
 
     def lock_entry(self, target: Reference | None = None) -> LockEntry:
         """What the lock records: the image at ``target`` (default: where it was copied),
@@ -75,13 +91,54 @@ class ImageResult:
 
 
 class Progress:
-    """What the copier reports while it works; the CLI draws bars from it."""
+    """What the copier (and the pipeline around it) reports while it works; the CLI draws
+    bars or prints lines from it. Called from worker threads."""
 
-    def image_started(self, result: ImageResult, size: int) -> None: ...
+    def start(self, images: int) -> None:
+        """``images`` images are about to be looked at."""
 
-    def image_done(self, result: ImageResult) -> None: ...
+    def sized(self, total: int) -> None:
+        """Every manifest has been read: ``total`` blob bytes are to be moved (images already
+        at the target are not counted)."""
 
-    def bytes_done(self, n: int) -> None: ...
+    def image_started(self, result: ImageResult, size: int) -> None:
+        """``result``'s blobs (``size`` bytes) start moving."""
+
+    def image_done(self, result: ImageResult) -> None:
+        """``result`` is final: copied, skipped, failed or interrupted."""
+
+    def bytes_done(self, n: int) -> None:
+        """``n`` more blob bytes are at the target (negative: a failed attempt's bytes)."""
+
+    def phase(self, name: str, detail: str = "") -> None:
+        """A stage of its own begins (``reading bundle``, ``packing``...)."""
+
+    def phase_done(self, name: str, detail: str = "") -> None:
+        """That stage ended."""
+
+    def notice(self, message: str) -> None:
+        """Something the operator must know now (the run is stopping)."""
+
+
+class Cancelled(Exception):
+    """The run was interrupted: raised in worker threads to stop what they are doing."""
+
+
+# How long workers get, after a cancel, to notice it before the run gives up on them.
+CANCEL_GRACE = 3.0
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Work:
+    """An image whose manifests were read and that the target lacks: what to send."""
+
+    top: Manifest
+    children: list[Manifest]
+    blobs: dict[str, Descriptor]
+    ident: str
+    blob_bytes: int
 
 
 def _platform_ok(platform: str | None, wanted: Sequence[str]) -> bool:
@@ -158,6 +215,7 @@ class Copier:
         backoff: float = 0.5,
         max_wait: float = 60.0,
         referrers: bool = True,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.referrers = referrers
         self.retries = max(0, retries)
@@ -168,33 +226,115 @@ class Copier:
         self.jobs = max(1, jobs)
         self.platforms = tuple(platforms)
         self.progress = progress or Progress()
+        self.cancel = cancel or threading.Event()
         self._blob_pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-blob")
         self._lock = threading.Lock()
 
     def run(self, planned: Sequence[Planned]) -> list[ImageResult]:
+        """Copy every planned image. A Ctrl-C (KeyboardInterrupt in this, the main, thread)
+        cancels the run: the results then say which images completed and which were
+        ``interrupted``; a second Ctrl-C ends the process at once."""
         results = [ImageResult(p.source, p.target) for p in planned]
+        self.progress.start(len(results))
+        readers = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-manifest")
+        senders = ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image")
+        reads: list[Future[None]] = []
+        sends: list[Future[None]] = []
+        sized = 0
+
+        def read(result: ImageResult) -> None:
+            nonlocal sized
+            work = self._guarded(result, lambda: self._resolve(result))
+            if work is None:
+                return
+            with self._lock:
+                sized += work.blob_bytes
+                sends.append(
+                    senders.submit(self._guarded, result, lambda: self._send(result, work))
+                )
+
         try:
-            with ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image") as pool:
-                futures = [pool.submit(self._copy_guarded, r) for r in results]
-                for f in futures:
-                    f.result()
-                if self.referrers:
-                    ReferrerCopy(self, pool).run(results)
+            reads = [readers.submit(read, r) for r in results]
+            self._wait(reads)
+            self.progress.sized(sized)
+            self._wait(list(sends))
+            if self.referrers:  # what belongs to each image, once the images are there
+                ReferrerCopy(self, senders).run(results)
+        except KeyboardInterrupt:
+            with self._lock:
+                pending = [*reads, *sends]
+            return self._interrupted(results, pending)
         finally:
-            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+            stop = self.cancel.is_set()
+            for pool in (readers, senders, self._blob_pool):
+                pool.shutdown(wait=not stop, cancel_futures=True)
         return results
 
-    def _copy_guarded(self, result: ImageResult, report: bool = True) -> None:
+    @staticmethod
+    def _wait(futures: Sequence[Future[None]]) -> None:
+        for f in futures:
+            f.result()
+
+    def _interrupted(
+        self, results: list[ImageResult], pending: Sequence[Future[None]]
+    ) -> list[ImageResult]:
+        """Cancel: workers stop at their next chunk or request; those still busy after
+        :data:`CANCEL_GRACE` seconds are abandoned. Returns a snapshot of the results that
+        no worker touches any more (unfinished images are ``interrupted``)."""
+        interrupt.hard_exit_on_next()
+        self.cancel.set()
+        self.progress.notice("kferry: stopping (Ctrl-C again to stop at once)")
+        for f in pending:
+            f.cancel()
+        _, busy = wait(pending, timeout=CANCEL_GRACE)
+        if busy:
+            interrupt.abandon_workers()
+        with self._lock:
+            snapshot = [dataclasses.replace(r, notes=list(r.notes)) for r in results]
+        for r in snapshot:
+            if r.status == "pending":  # not started, or abandoned inside a request
+                r.status = "interrupted"
+        return snapshot
+
+    def _copy_guarded(self, result: ImageResult) -> None:
+        """One image from start to end in the calling thread (the referrer pass copies each
+        referrer so). A referrer (``result.kind``) is never reported as an image."""
+        work = self._guarded(result, lambda: self._resolve(result))
+        if work is not None:
+            self._guarded(result, lambda: self._send(result, work))
+
+    def _guarded(self, result: ImageResult, step: Callable[[], T]) -> T | None:
+        """Run one step of one image; a failure is recorded on the image (the others go
+        on) and reported as its end."""
         try:
-            self._copy(result)
+            return step()
+        except Cancelled:
+            result.status, result.error = "interrupted", ""
         except KferryError as exc:
             result.status, result.error = "failed", str(exc)
         except Exception as exc:  # keep the others going; the summary names the failure
             result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-        if report:
+        if self.cancel.is_set() and result.status == "failed":
+            result.status, result.error = "interrupted", ""  # a request cut by the cancel
+        self._done(result)
+        return None
+
+    def _bytes(self, result: ImageResult, n: int) -> None:
+        if not result.kind:  # the byte total counts the images' bytes
+            self.progress.bytes_done(n)
+
+    def _done(self, result: ImageResult) -> None:
+        if not result.kind:  # referrers travel with their image, not as images
             self.progress.image_done(result)
 
-    def _copy(self, result: ImageResult) -> None:
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def _resolve(self, result: ImageResult) -> _Work | None:
+        """Read the image's manifests and ask the target whether it has them; None when it
+        does (the image is skipped and reported done)."""
+        self._check_cancel()
         src, dst = result.source, result.target
         algorithm = src.digest_algorithm
         if algorithm is not None and algorithm != COPYABLE_DIGEST:
@@ -230,15 +370,24 @@ class Copier:
             + sum(b.size for b in blobs.values() if not b.foreign)
         )
 
+        self._check_cancel()
         existing = self.sink.manifest_digest(dst.at(ident))
         if existing == top.digest:
             result.status = "skipped"
             result.bytes_skipped = result.size
-            return
+            self._done(result)
+            return None
+        blob_bytes = sum(b.size for b in blobs.values() if not b.foreign)
+        return _Work(top, children, blobs, ident, blob_bytes)
 
-        self.progress.image_started(result, result.size)
+    def _send(self, result: ImageResult, work: _Work) -> None:
+        """Every blob the target lacks, then the manifests, children first."""
+        self._check_cancel()
+        dst = result.target
+        if not result.kind:
+            self.progress.image_started(result, work.blob_bytes)
         futures: list[Future[None]] = []
-        for blob in blobs.values():
+        for blob in work.blobs.values():
             if blob.foreign:
                 result.notes.append(
                     f"non-distributable layer {blob.digest} skipped (pulled from its URLs)"
@@ -247,12 +396,18 @@ class Copier:
             futures.append(self._blob_pool.submit(self._copy_blob, result, blob))
         done, _ = wait(futures)
         errors = [f.exception() for f in done if f.exception() is not None]
+        if any(f.cancelled() for f in futures):
+            raise Cancelled()
         if errors:
             raise errors[0]  # type: ignore[misc]
-        for child in children:
+        # Once every blob is there, the manifests (a few small requests) are put even after
+        # a cancel: the image is then complete and recorded as such.
+        for child in work.children:
             self.sink.put_manifest(dst.at(child.digest), child.digest, child)
-        self.sink.put_manifest(dst.at(ident), ident, top, top=True)
-        result.status = "copied"
+        self.sink.put_manifest(dst.at(work.ident), work.ident, work.top, top=True)
+        with self._lock:
+            result.status = "copied"
+        self._done(result)
 
     def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
         return descendants(self.source, result.source, top)
@@ -262,8 +417,12 @@ class Copier:
 
         def on_bytes(n: int) -> None:
             nonlocal sent
+            if self.cancel.is_set():
+                raise Cancelled()  # stops the stream (and its request) at this chunk
             sent += n
-            self.progress.bytes_done(n)
+            self._bytes(result, n)
+
+        self._check_cancel()
 
         # A blob whose stream broke (either side), whose upload got 5xx/429 or whose token
         # expired is started again from scratch (new session, new token), with backoff.
@@ -278,7 +437,7 @@ class Copier:
                 )
                 break
             except (TransientError, DigestMismatch) as exc:
-                self.progress.bytes_done(-sent)
+                self._bytes(result, -sent)
                 sent = 0
                 damaged = isinstance(exc, DigestMismatch)  # bytes that lie: twice at most
                 if attempt >= (1 if damaged else self.retries):
@@ -287,11 +446,12 @@ class Copier:
                     ) from None
                 if not damaged:
                     wait = exc.retry_after if isinstance(exc, TransientError) else None
-                    time.sleep(backoff_delay(attempt, wait, self.backoff, self.max_wait))
+                    if self.cancel.wait(backoff_delay(attempt, wait, self.backoff, self.max_wait)):
+                        raise Cancelled() from None
                 attempt += 1
         with self._lock:
             if outcome == "sent":
                 result.bytes_sent += blob.size
             else:
                 result.bytes_skipped += blob.size
-                self.progress.bytes_done(blob.size)
+                self._bytes(result, blob.size)

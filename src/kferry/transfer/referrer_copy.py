@@ -108,7 +108,7 @@ class ReferrerCopy:
                     result.status, result.digest = "skipped", before.digest
                     result.source_digest, result.media_type = ours.digest, ours.media_type
                     return self._next(owner, result, ours)
-            copier._copy_guarded(result, report=False)
+            copier._copy_guarded(result)
             if result.status == "failed":
                 return []
             if found.kind != KIND_REFERRERS:
