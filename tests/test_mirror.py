@@ -317,10 +317,14 @@ def test_interrupted_copy_resumes(
 
 
 def _upload_bytes(registry: Registry) -> int:
+    """Bytes in the registry's unfinished uploads. os.walk, not rglob: upload folders come
+    and go while it looks (preflight's probe starts and cancels one), and os.walk skips a
+    folder that vanished where rglob raises."""
     total = 0
-    for path in registry.storage.rglob("_uploads/*/data"):
-        with contextlib.suppress(FileNotFoundError):
-            total += path.stat().st_size
+    for folder, _dirs, files in os.walk(registry.storage):
+        if "data" in files and Path(folder).parent.name == "_uploads":
+            with contextlib.suppress(FileNotFoundError):
+                total += (Path(folder) / "data").stat().st_size
     return total
 
 

@@ -222,8 +222,12 @@ class BarProgress(Meter):
             TimeElapsedColumn(),
             console=self.console,
         )
-        self.images_task: TaskID = self.image_bars.add_task("images", total=None, current="")
-        self.bytes_task: TaskID = self.byte_bars.add_task("bytes", total=None)
+        # hidden until the copier says how many images (preflight and reading a bundle come
+        # first): a row never shows a count it does not know
+        self.images_task: TaskID = self.image_bars.add_task(
+            "images", total=None, current="", visible=False
+        )
+        self.bytes_task: TaskID = self.byte_bars.add_task("bytes", total=None, visible=False)
         self._bar_phases: dict[str, TaskID] = {}
         self._draw = threading.Lock()
         self.live = Live(
@@ -242,7 +246,8 @@ class BarProgress(Meter):
 
     def start(self, images: int) -> None:
         super().start(images)
-        self.image_bars.update(self.images_task, total=self.images)
+        self.image_bars.update(self.images_task, total=self.images, visible=True)
+        self.byte_bars.update(self.bytes_task, visible=True)
 
     def sized(self, total: int) -> None:
         super().sized(total)
