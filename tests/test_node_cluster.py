@@ -49,11 +49,15 @@ def _runs(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def _netns_mounts() -> set[str]:
+def _netns_mounts(under: Path | None = None) -> set[str]:
+    """Network namespaces mounted on this machine (below ``under``: one node's). Other tests'
+    nodes may be running meanwhile (a session's node, another xdist worker's), so what this
+    node leaves is read below its own state directory."""
+    prefix = f"{under}/" if under is not None else ""
     return {
-        line.split()[4]
+        point
         for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if " - nsfs " in line
+        if " - nsfs " in line and (point := line.split()[4]).startswith(prefix)
     }
 
 
@@ -80,7 +84,6 @@ def test_start_node_runs_a_pod_and_stop_leaves_nothing(
     directory = tmp_path / "cluster"
     hosts = tmp_path / "certs.d"
     https_host(hosts, public.host)
-    netns_before = _netns_mounts()
     started = time.perf_counter()
     res = _script(
         "start", "--node", "--dir", str(directory), "--hosts-dir", str(hosts),
@@ -148,7 +151,7 @@ def test_start_node_runs_a_pod_and_stop_leaves_nothing(
             ),
             what="the sleeper pod",
         )
-        assert _netns_mounts() - netns_before, "no sandbox network namespace seen"
+        assert _netns_mounts(info.directory), "no sandbox network namespace seen"
         assert leftovers(info), "nothing running to leave behind?"
     finally:
         stopped = _script("stop", "--dir", str(directory))
@@ -156,7 +159,7 @@ def test_start_node_runs_a_pod_and_stop_leaves_nothing(
     for name, pid in pids.items():
         assert not _runs(pid), f"{name} (pid {pid}) still runs"
     assert leftovers(info) == []
-    assert _netns_mounts() == netns_before
+    assert _netns_mounts(info.directory) == set()
     assert not (directory / "node.json").exists()
     state = directory / "cluster.json"
     assert not state.exists()
