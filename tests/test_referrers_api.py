@@ -30,6 +30,7 @@ from tests.support.images import (
     push_manifest,
     sha256_digest,
 )
+from tests.support.proxy import FlakyProxy, ProxyFactory
 from tests.support.referrers_registry import ReferrersRegistry, start_referrers_registry
 from tests.support.registry import Registry
 
@@ -96,10 +97,11 @@ def _target_flags(target: Registry) -> tuple[list[str], bytes | None]:
 
 
 def _mirror(
-    source: Registry, target: Registry, refs: list[str], tmp_path: Path, *extra: str
+    source: Registry | FlakyProxy, target: Registry, refs: list[str], tmp_path: Path, *extra: str
 ) -> dict[str, Any]:
     login, stdin = _target_flags(target)
-    plain = ["--plain-http", source.host] if source.ca_file is None else []
+    tls = isinstance(source, Registry) and source.ca_file is not None
+    plain = [] if tls else ["--plain-http", source.host]
     res = run_kferry(
         "mirror", *refs, *plain, "--to", f"{target.host}/proj", *login, "-o", "json",
         "--lock", str(tmp_path / "lock.json"), *extra, stdin=stdin,
@@ -109,7 +111,7 @@ def _mirror(
     return summary
 
 
-def _target_repo(source: Registry, repo: str) -> str:
+def _target_repo(source: Registry | FlakyProxy, repo: str) -> str:
     return f"proj/{source.host.replace(':', '-')}/{repo}"
 
 
@@ -239,3 +241,35 @@ def test_bundle_save_from_the_api_and_load(
     repo = f"air/{referrers_registry.host.replace(':', '-')}/team/app"
     assert _schema(target_registry, repo, image.digest) == [note]
     assert manifest_exists(target_registry.client(), repo, note)
+
+
+def test_a_paged_referrers_list_is_read_to_its_end(
+    referrers_registry: ReferrersRegistry,
+    target_registry: Registry,
+    make_flaky_proxy: ProxyFactory,
+    tmp_path: Path,
+) -> None:
+    """The API may page a long list (``Link: <...>; rel="next"``): every page is read, so no
+    referrer stays behind. Past 16 pages the image fails, it is not copied short."""
+    image = push_image(referrers_registry, "team/app", tag="v1")
+    notes = [_artifact(referrers_registry, "team/app", image, f"note {i}") for i in range(3)]
+    proxy = make_flaky_proxy(referrers_registry)
+    proxy.referrers_page_size = 1
+    summary = _mirror(proxy, target_registry, [proxy.ref("team/app", "v1")], tmp_path)
+    assert summary["referrers"] == 1, summary  # one list, of three
+    assert _schema(target_registry, _target_repo(proxy, "team/app"), image.digest) == sorted(notes)
+    pages = [r.path for r in proxy.requests if "/referrers/" in r.path]
+    assert any(p.endswith("?page=2") for p in pages), pages
+
+    other = push_image(referrers_registry, "team/long", tag="v1")
+    for i in range(17):
+        _artifact(referrers_registry, "team/long", other, f"note {i}")
+    login, stdin = _target_flags(target_registry)
+    res = run_kferry(
+        "mirror", proxy.ref("team/long", "v1"), "--plain-http", proxy.host,
+        "--to", f"{target_registry.host}/proj", *login, "--lock", str(tmp_path / "l2.json"),
+        stdin=stdin,
+    )  # fmt: skip
+    assert res.code == 1, res.out + res.err
+    assert "more than 16 pages of referrers" in res.out + res.err
+    assert "Traceback" not in res.err
