@@ -216,9 +216,13 @@ def test_no_referrers_leaves_the_api_referrers_behind(
 
 
 def test_bundle_save_from_the_api_and_load(
-    referrers_registry: ReferrersRegistry, target_registry: Registry, tmp_path: Path
+    referrers_registry: ReferrersRegistry,
+    target_registry: Registry,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
 ) -> None:
-    """bundle save reads the API; bundle load writes the referrer and its tag-schema list."""
+    """bundle save reads the API; bundle load writes the referrer and its tag-schema list to
+    docker-registry, and to a registry with the API, whose API then lists it."""
     image = push_image(referrers_registry, "team/app", tag="v1")
     note = _artifact(referrers_registry, "team/app", image, "in the bundle")
     out = tmp_path / "b.tar"
@@ -241,6 +245,14 @@ def test_bundle_save_from_the_api_and_load(
     repo = f"air/{referrers_registry.host.replace(':', '-')}/team/app"
     assert _schema(target_registry, repo, image.digest) == [note]
     assert manifest_exists(target_registry.client(), repo, note)
+
+    with start_referrers_registry(tmp_path_factory.mktemp("api-target"), tls=True) as api:
+        res = run_kferry(
+            "bundle", "load", str(out), "--to", f"{api.host}/air", "--ca-file", str(api.ca_file),
+            "-o", "json", "--lock", str(tmp_path / "lock2.json"),
+        )  # fmt: skip
+        assert res.code == 0, res.err
+        assert _api(api, repo, image.digest) == [note]
 
 
 def test_a_paged_referrers_list_is_read_to_its_end(
