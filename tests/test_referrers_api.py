@@ -200,6 +200,27 @@ def test_mirror_to_the_api_registry_lists_the_referrer_there(
         assert _api(target, repo, image.digest) == [note]
 
 
+def test_cosign_verifies_in_the_api_registry_after_mirror(
+    source_registry: Registry,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+) -> None:
+    """Signed by the real cosign in docker-registry (OCI 1.1 mode: the tag schema there),
+    mirrored to the registry with the API: cosign verifies it there (it asks that API)."""
+    image = push_image(source_registry, "team/signed", tag="v1")
+    with start_referrers_registry(tmp_path_factory.mktemp("api-target"), tls=True) as target:
+        cosign = Cosign(cosign_binary(), tmp_path / "cosign", [source_registry, target])
+        cosign.sign(source_registry.ref("team/signed", image.digest), oci11=True)
+        refs = [source_registry.ref("team/signed", "v1")]
+        assert _mirror(source_registry, target, refs, tmp_path)["referrers"] == 1
+        repo = _target_repo(source_registry, "team/signed")
+        assert len(_api(target, repo, image.digest)) == 1
+        res = cosign.verify(target.ref(repo, image.digest), oci11=True)
+        assert res.returncode == 0, res.stderr
+        unsigned = push_image(target, "other/unsigned", tag="v1")
+        assert cosign.verify(target.ref("other/unsigned", unsigned.digest), oci11=True).returncode
+
+
 def test_no_referrers_leaves_the_api_referrers_behind(
     referrers_registry: ReferrersRegistry, target_registry: Registry, tmp_path: Path
 ) -> None:
