@@ -12,7 +12,9 @@ its own empty registry and nothing leaks between tests. Each is stopped at teard
   as :func:`tests.support.registry.start_registry`, minus the directory);
 - ``make_flaky_proxy``: ``make(registry) -> FlakyProxy`` in front of any registry;
 - ``flaky_source``: a FlakyProxy in front of ``source_registry``;
-- ``repo``: a repository name unique in the session.
+- ``repo``: a repository name unique in the session;
+- ``referrers_registry``: plain HTTP, anonymous, with the OCI 1.1 referrers API (the
+  go-containerregistry peer of :mod:`tests.support.referrers_registry`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 
 from tests.support.images import unique_repo
 from tests.support.proxy import FlakyProxy, ProxyFactory
+from tests.support.referrers_registry import ReferrersRegistry, start_referrers_registry
 from tests.support.registry import Registry, RegistryFactory, start_registry
 from tests.support.tokenserver import TokenServer
 
@@ -98,3 +101,11 @@ def flaky_source(source_registry: Registry, make_flaky_proxy: ProxyFactory) -> F
 def repo() -> str:
     """A repository name no other test in this session uses."""
     return unique_repo()
+
+
+@pytest.fixture
+def referrers_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferrersRegistry]:
+    """Plain HTTP, anonymous, with the referrers API."""
+    registry = start_referrers_registry(tmp_path_factory.mktemp("referrers"))
+    yield registry
+    registry.stop()

@@ -39,6 +39,7 @@ SERVER_FIXTURES: dict[str, str] = {
     "any_registry": REGISTRY,
     "token_server": REGISTRY,
     "flaky_source": REGISTRY,
+    "referrers_registry": REGISTRY,
     "kube_cluster": CLUSTER,
     "kube_controllers": CLUSTER,
     "kube_cluster_121": CLUSTER,

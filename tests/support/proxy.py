@@ -11,7 +11,11 @@ server). Faults, each optionally limited to a method and a path regex:
 - :meth:`FlakyProxy.drop_next`: forward, but cut the connection in the middle of the response
   body (after ``after_bytes`` bytes, or half the body if it is shorter);
 - :meth:`FlakyProxy.drop_upload_next`: read part of a request body, then cut the connection
-  without forwarding.
+  without forwarding;
+- :attr:`FlakyProxy.referrers_page_size`: answer the referrers API (``GET /v2/<name>/
+  referrers/<digest>``) in pages of that many descriptors linked by ``Link: <...>;
+  rel="next"``, as the distribution spec lets a registry do (the upstream list is fetched
+  whole and cut up here: no registry of the tests pages it by itself).
 
 Every request is recorded (:attr:`FlakyProxy.requests`, :meth:`FlakyProxy.status_counts`).
 """
@@ -57,6 +61,7 @@ HOP_BY_HOP = frozenset(
 )
 _ERROR_CODES = {429: "TOOMANYREQUESTS", 503: "UNAVAILABLE", 502: "UNAVAILABLE", 500: "UNKNOWN"}
 _CHUNK = 64 * 1024
+_REFERRERS = re.compile(r"^/v2/.+/referrers/[^/?]+(\?|$)")
 
 
 @dataclass
@@ -116,6 +121,7 @@ class FlakyProxy:
         # sends uploads elsewhere.
         self.location_base: str | None = None
         self.with_authorization: list[tuple[str, str]] = []  # (method, path) that carried one
+        self.referrers_page_size: int | None = None
         self._server = LoopbackHTTPServer(_make_handler(self))
         self.host = f"127.0.0.1:{self._server.port}"
         self.url = f"http://{self.host}"
@@ -341,10 +347,38 @@ def _make_handler(proxy: FlakyProxy) -> type[BaseHTTPRequestHandler]:
                     self._cut()
                     proxy._record(method, path, 0, "drop_request", 0)
                     return
+                if proxy.referrers_page_size and method == "GET" and _REFERRERS.match(path):
+                    self._referrers_page(path, proxy.referrers_page_size)
+                    return
                 self._forward(method, path, body)
             except (ConnectionError, OSError, ValueError, httpx.HTTPError):
                 self._cut()
                 proxy._record(method, path, 0, None, 0)
+
+        def _referrers_page(self, path: str, size: int) -> None:
+            """Page ``?page=N`` (default 0) of the upstream referrers list."""
+            plain, _, query = path.partition("?")
+            page = int(query[len("page=") :]) if query.startswith("page=") else 0
+            headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+            upstream = proxy._client.get(proxy.upstream + plain, headers=headers)
+            if upstream.status_code != 200:
+                self._send_status(upstream.status_code, None)
+                proxy._record("GET", path, upstream.status_code, None, 0)
+                return
+            doc = upstream.json()
+            # Sorted: the upstream's order may change between requests (go-containerregistry
+            # lists a Go map), and pages of one list must not overlap.
+            listed = sorted(doc.get("manifests") or [], key=lambda m: str(m.get("digest")))
+            doc["manifests"] = listed[page * size : (page + 1) * size]
+            body = json.dumps(doc).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", upstream.headers.get("Content-Type", ""))
+            self.send_header("Content-Length", str(len(body)))
+            if (page + 1) * size < len(listed):
+                self.send_header("Link", f'<{plain}?page={page + 1}>; rel="next"')
+            self.end_headers()
+            self.wfile.write(body)
+            proxy._record("GET", path, 200, None, len(body))
 
         def _forward(self, method: str, path: str, body: Iterator[bytes] | None) -> None:
             headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]

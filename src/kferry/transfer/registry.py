@@ -217,26 +217,45 @@ class Registry:
             url = urljoin(self.base + "/", nxt.group(1))
         return None
 
-    def referrers(self, repo: str, digest: str) -> Manifest | None:
+    def referrers(self, repo: str, digest: str, max_pages: int = 16) -> Manifest | None:
         """The referrers API's index of the manifests whose ``subject`` is ``digest``; None
         when the registry has no referrers API (it answers 404, or 400/405 for a path it
         does not route; opencontainers/distribution-spec@v1.1.0 spec.md "Listing Referrers":
         a registry with the API never answers 404), so the caller falls back to the tag
-        schema."""
-        resp = self.request(
-            "GET",
-            f"/v2/{repo}/referrers/{digest}",
-            self.scopes(repo, False),
-            headers={"Accept": OCI_INDEX},
-            stream=True,
-        )
+        schema. A list too long for one response comes in pages linked by ``Link: <...>;
+        rel="next"`` (same section); they are followed, at most ``max_pages``, and joined
+        into one index (one page is kept byte for byte). More pages than that, or a next page
+        on another host, is an error, not a shorter list: a referrer must not stay behind
+        unsaid, and credentials go only to the registry they are for."""
+        url = f"/v2/{repo}/referrers/{digest}"
         where = f"{self.host}/{repo}: referrers of {digest}"
-        if resp.status_code in (400, 404, 405):
-            resp.close()
-            return None
-        self._check(resp, where)
-        raw = self._read_capped(resp, MAX_MANIFEST_BYTES, where, "referrers list")
-        return parse_manifest(raw, OCI_INDEX, where)
+        pages: list[bytes] = []
+        while url:
+            if len(pages) == max_pages:
+                raise RegistryError(f"{where}: more than {max_pages} pages of referrers")
+            resp = self.request(
+                "GET", url, self.scopes(repo, False), headers={"Accept": OCI_INDEX}, stream=True
+            )
+            if not pages and resp.status_code in (400, 404, 405):
+                resp.close()
+                return None
+            self._check(resp, where)
+            nxt = _LINK_NEXT.search(resp.headers.get("Link", ""))
+            pages.append(self._read_capped(resp, MAX_MANIFEST_BYTES, where, "referrers list"))
+            url = urljoin(self.base + "/", nxt.group(1)) if nxt else ""
+            if url and urlsplit(url).netloc != urlsplit(self.base).netloc:
+                raise RegistryError(f"{where}: the next page is on another host ({url})")
+        if len(pages) == 1:
+            return parse_manifest(pages[0], OCI_INDEX, where)
+        doc = json.loads(parse_manifest(pages[0], OCI_INDEX, where).raw)
+        listed = doc.setdefault("manifests", [])
+        seen = {m.get("digest") for m in listed}
+        for page in pages[1:]:
+            for m in json.loads(parse_manifest(page, OCI_INDEX, where).raw).get("manifests") or []:
+                if m.get("digest") not in seen:  # a list that changed between pages
+                    seen.add(m.get("digest"))
+                    listed.append(m)
+        return parse_manifest(json.dumps(doc, indent=2).encode(), OCI_INDEX, where)
 
     def put_manifest(self, repo: str, ref: str, manifest: Manifest) -> None:
         resp = self.request(
