@@ -22,6 +22,7 @@ LAYERS = [
     "podspec",
     "scratch",
     "atomic",
+    "interrupt",
     "load",
     "catalog",
     "discover",
