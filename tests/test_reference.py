@@ -116,20 +116,20 @@ mutated = st.builds(
 )
 
 
-@settings(max_examples=600)
+@settings(max_examples=300)
 @given(valid_reference)
 def test_grammar_strings_are_accepted_like_the_oracle(s: str) -> None:
     assert accepts(s) == oracle(s), s
 
 
 @pytest.mark.slow
-@settings(max_examples=1500)
+@settings(max_examples=600)
 @given(mutated)
 def test_near_misses_are_judged_like_the_oracle(s: str) -> None:
     assert accepts(s) == oracle(s), s
 
 
-@settings(max_examples=400)
+@settings(max_examples=200)
 @given(valid_reference)
 def test_canonical_form_is_a_fixed_point_and_keeps_identity(s: str) -> None:
     if not oracle(s):
