@@ -30,7 +30,6 @@ from kferry.cli.flags import (
     target_flags,
     tls_flags,
 )
-from kferry.cli.images import inventory_from
 from kferry.cli.output import output_option as data_output_option
 from kferry.cli.output import print_json, record_format, stdout_console, warn
 from kferry.errors import InputError
@@ -106,6 +105,8 @@ def gather(
     for f in files:
         refs += read_image_list(f)
     if from_paths:
+        from kferry.cli.images import inventory_from  # discovery: only for --from
+
         inventory, _ = inventory_from(tuple(from_paths))
         refs += [img.reference for img in inventory.images]
     if not refs:
