@@ -225,7 +225,11 @@ class Copy:
     referrers: bool = True
 
     def run(
-        self, source: ImageSource, sink: ImageSink, planned: Sequence[Planned]
+        self,
+        source: ImageSource,
+        sink: ImageSink,
+        planned: Sequence[Planned],
+        known: Lock | None = None,
     ) -> list[ImageResult]:
         return Copier(
             source,
@@ -237,20 +241,26 @@ class Copy:
             backoff=self.options.backoff,
             max_wait=self.options.max_wait,
             referrers=self.referrers,
+            known=known,
         ).run(planned)
 
 
-def mirror_images(refs: Sequence[Reference], to: Target, copy: Copy) -> list[ImageResult]:
-    """Registry to registry."""
-    return _mirror_planned(plan(refs, to), copy)
+def mirror_images(
+    refs: Sequence[Reference], to: Target, copy: Copy, known: Lock | None = None
+) -> list[ImageResult]:
+    """Registry to registry; ``known``: the lock of an earlier run, which lets a rerun skip
+    unchanged images with two HEADs each (:mod:`kferry.transfer.copy`)."""
+    return _mirror_planned(plan(refs, to), copy, known)
 
 
-def _mirror_planned(planned: Sequence[Planned], copy: Copy) -> list[ImageResult]:
+def _mirror_planned(
+    planned: Sequence[Planned], copy: Copy, known: Lock | None = None
+) -> list[ImageResult]:
     preflight.check_planned(copy.options, planned)  # each registry once: one error per cause
     registries = Registries(copy.options)
     try:
         store = RegistryStore(registries)
-        return copy.run(store, store, planned)
+        return copy.run(store, store, planned, known)
     finally:
         registries.close()
 
@@ -410,7 +420,7 @@ def airgap(
                 r.lock_entry(will_be[r.source.canonical]) for r in results if r.status != "failed"
             ]
         else:
-            results = _mirror_planned(planned, copy)
+            results = _mirror_planned(planned, copy, read_lock(lock_path))
             entries = [r.lock_entry() for r in results if r.status != "failed"]
     lock = write_lock(lock_path, entries) if entries else read_lock(lock_path)
     written = lock_path if entries else None

@@ -44,7 +44,7 @@ from kferry.pipeline import (
     update_lock,
 )
 from kferry.plan import LAYOUTS, LOCK_NAME, Target, plan
-from kferry.plan.lock import check_lock
+from kferry.plan.lock import check_lock, read_lock
 from kferry.plan.shard import Shard
 from kferry.transfer.copy import ImageResult, Progress
 from kferry.transfer.layout.verify import verify_bundle
@@ -310,7 +310,7 @@ def mirror(
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
     with copying(options, transfer, len(refs)) as copy:
-        results = mirror_images(refs, target, copy)
+        results = mirror_images(refs, target, copy, read_lock(lock_path))
     ctx.exit(summarise(results, output, update_lock(lock_path, results)))
 
 

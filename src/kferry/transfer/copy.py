@@ -6,6 +6,14 @@ image when the target already names the same digest, otherwise send every blob t
 lacks (in parallel across images, each blob once per registry: later repositories mount it)
 and then the manifests, children first, exactly as fetched. A failure in one image is
 recorded and the others go on.
+
+A rerun with the lock of an earlier run (``known``) asks less: an image the lock records is
+checked with two HEADs sent together, the source by its tag (a tag moved at the source is
+still noticed: the HEAD gives the digest it names now) and the target by the recorded digest
+or tag. When both name the recorded digest the image is skipped without reading its manifest
+or walking an index's children (size and media type come from the lock); otherwise it is
+copied as without a lock. Entries whose digest a ``--platform`` filter changed, and indexes
+while ``--platform`` is given, always take the full path (the filter decides the digest).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass, field
 
 from kferry.errors import KferryError
 from kferry.name import Reference
-from kferry.plan import LockEntry, Planned
+from kferry.plan import Lock, LockEntry, Planned
 from kferry.plan.lock import LockReferrer
 from kferry.transfer.errors import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.media import (
@@ -33,7 +41,7 @@ from kferry.transfer.media import (
     parse_manifest,
 )
 from kferry.transfer.referrer_copy import ReferrerCopy
-from kferry.transfer.stores import ImageSink, ImageSource
+from kferry.transfer.stores import DigestSource, ImageSink, ImageSource
 from kferry.transfer.transport import backoff_delay
 
 
@@ -158,8 +166,10 @@ class Copier:
         backoff: float = 0.5,
         max_wait: float = 60.0,
         referrers: bool = True,
+        known: Lock | None = None,
     ) -> None:
         self.referrers = referrers
+        self.known = known
         self.retries = max(0, retries)
         self.backoff = backoff
         self.max_wait = max_wait
@@ -203,6 +213,8 @@ class Copier:
                 f"tag or by {COPYABLE_DIGEST} digest only (registries address manifests by "
                 f"{COPYABLE_DIGEST}): name it by its tag or its {COPYABLE_DIGEST} digest"
             )
+        if self._unchanged(result):
+            return
         top = self.source.get_manifest(src)
         result.source_digest = top.digest
         if src.digest and top.digest != src.digest:
@@ -253,6 +265,35 @@ class Copier:
             self.sink.put_manifest(dst.at(child.digest), child.digest, child)
         self.sink.put_manifest(dst.at(ident), ident, top, top=True)
         result.status = "copied"
+
+    def _unchanged(self, result: ImageResult) -> bool:
+        """The image is where the lock says, as the lock says (see the module docstring);
+        ``result`` is then filled in from the lock entry and marked skipped."""
+        if self.known is None or result.kind or not isinstance(self.source, DigestSource):
+            return False
+        entry = self.known.entry(result.source)
+        if (
+            entry is None
+            or not entry.digest
+            or not entry.media_type
+            or (entry.source_digest or entry.digest) != entry.digest
+            or (self.platforms and entry.media_type in INDEX_TYPES)
+        ):
+            return False
+        dst = result.target
+        recorded = dst.with_digest(entry.digest) if dst.digest else dst
+        if entry.target.canonical != recorded.canonical:
+            return False  # recorded for another target
+        ident = entry.digest if dst.digest else (dst.tag or "latest")
+        at_target = self._blob_pool.submit(self.sink.manifest_digest, dst.at(ident))
+        if self.source.source_digest(result.source) != entry.digest:
+            return False  # (the target's answer is not needed then)
+        if at_target.result() != entry.digest:
+            return False
+        result.digest = result.source_digest = entry.digest
+        result.media_type, result.size = entry.media_type, entry.size
+        result.status, result.bytes_skipped = "skipped", entry.size
+        return True
 
     def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
         return descendants(self.source, result.source, top)
