@@ -185,11 +185,18 @@ class Copier:
         results = [ImageResult(p.source, p.target) for p in planned]
         try:
             with ThreadPoolExecutor(self.jobs, thread_name_prefix="kferry-image") as pool:
-                futures = [pool.submit(self._copy_guarded, r) for r in results]
+                referrers = ReferrerCopy(self, pool) if self.referrers else None
+
+                def one(r: ImageResult) -> None:
+                    self._copy_guarded(r)
+                    if referrers is not None:
+                        referrers.prefetch(r)
+
+                futures = [pool.submit(one, r) for r in results]
                 for f in futures:
                     f.result()
-                if self.referrers:
-                    ReferrerCopy(self, pool).run(results)
+                if referrers is not None:
+                    referrers.run(results)
         finally:
             self._blob_pool.shutdown(wait=True, cancel_futures=True)
         return results
