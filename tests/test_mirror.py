@@ -181,6 +181,48 @@ def test_rerun_sends_nothing_and_is_quick(
 
 
 @pytest.mark.registry
+def test_rerun_with_its_lock_heads_each_image_and_sees_a_moved_tag(
+    source_registry: Registry,
+    target_registry: Registry,
+    images: dict[str, PushedImage],
+    tmp_path: Path,
+    make_flaky_proxy: ProxyFactory,
+) -> None:
+    # The source behind a recording proxy (both runs name it, so the lock's sources match).
+    proxy = make_flaky_proxy(source_registry)
+    refs = [proxy.ref(img.repo, img.tag or img.digest) for img in images.values()]
+    lock = tmp_path / "lock.json"
+    first, _ = mirror(target_registry, *refs, "--plain-http", proxy.host, lock=lock)
+    assert first.code == 0, first.err
+    old = images["tagged"]
+    moved = push_image(source_registry, old.repo, tag=old.tag, layers=[70_000], seed="moved")
+    assert moved.digest != old.digest
+    before = len(proxy.requests)
+    res, summary = mirror(target_registry, *refs, "--plain-http", proxy.host, lock=lock)
+    assert res.code == 0, res.err
+    assert summary["copied"] == 1 and summary["skipped"] == 3, summary
+    asked = proxy.requests[before:]
+    # the lock's images are asked for with HEAD; only the moved tag's manifest is read
+    heads = {r.path for r in asked if r.method == "HEAD" and "/manifests/" in r.path}
+    assert {f"/v2/{img.repo}/manifests/{img.tag or img.digest}" for img in images.values()} <= (
+        heads
+    )
+    gets = [r.path for r in asked if r.method == "GET" and "/manifests/" in r.path]
+    assert gets == [f"/v2/{old.repo}/manifests/{old.tag}"], gets
+    # a repository without tags ("deep", by digest only: distribution answers its tag list
+    # with 404 NAME_UNKNOWN) has no signature tags either: they are not asked one by one
+    assert not [r.path for r in asked if "/manifests/sha256-" in r.path]
+    assert_copied(moved, target_registry, target_repo(moved, proxy.host), tag=moved.tag)
+    entry = lock_entries(lock)[proxy.ref(old.repo, str(old.tag))]
+    assert entry["digest"] == moved.digest
+    # the skipped images keep what the lock said about them
+    index = images["index"]
+    assert lock_entries(lock)[proxy.ref(index.repo, str(index.tag))]["mediaType"] == (
+        index.media_type
+    )
+
+
+@pytest.mark.registry
 def test_blobs_in_another_repository_are_mounted(
     source_registry: Registry,
     target_registry: Registry,

@@ -24,7 +24,7 @@ from kferry.errors import InputError
 from kferry.plan import LAYOUTS, Target
 from kferry.transfer.credentials import Credential, Keychain
 from kferry.transfer.errors import RegistryError
-from kferry.transfer.transport import Options, host_ssl_context, ssl_context
+from kferry.transfer.transport import Options, check_ca_file, host_ssl_context
 
 Command = Callable[..., Any]
 
@@ -250,7 +250,7 @@ def check_trust(tls: TlsFlags) -> None:
         if not ca.is_file():
             raise InputError(f"--ca-file {ca}: no such file")
         try:
-            ssl_context(ca)
+            check_ca_file(ca)
         except RegistryError as exc:
             raise InputError(str(exc)) from None
     for directory in tls.cert_dirs:

@@ -20,7 +20,6 @@ from kferry.cli.flags import (
     target_flags,
     tls_flags,
 )
-from kferry.cli.images import inventory_from
 from kferry.cli.output import output_option as data_output_option
 from kferry.cli.output import print_json, record_format, stdout_console, warn
 from kferry.cli.progress import (
@@ -47,7 +46,7 @@ from kferry.pipeline import (
     update_lock,
 )
 from kferry.plan import LAYOUTS, LOCK_NAME, Target, plan
-from kferry.plan.lock import check_lock
+from kferry.plan.lock import check_lock, read_lock
 from kferry.plan.shard import Shard
 from kferry.transfer.copy import ImageResult, Progress
 from kferry.transfer.layout.facts import BundleFacts, bundle_facts
@@ -109,6 +108,8 @@ def gather(
     for f in files:
         refs += read_image_list(f)
     if from_paths:
+        from kferry.cli.images import inventory_from  # discovery: only for --from
+
         inventory, _ = inventory_from(tuple(from_paths))
         refs += [img.reference for img in inventory.images]
     if not refs:
@@ -321,7 +322,7 @@ def mirror(
     lock_path = lock or Path(LOCK_NAME)
     check_lock(lock_path)
     with copying(options, transfer, MIRROR) as copy:
-        results = mirror_images(refs, target, copy)
+        results = mirror_images(refs, target, copy, read_lock(lock_path))
     ctx.exit(summarise(results, output, update_lock(lock_path, results), copy.progress))
 
 

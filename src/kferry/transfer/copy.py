@@ -15,6 +15,14 @@ from it does not jump). A cancel (Ctrl-C, see
 waits end, images not started are not started; what completed is returned as such and the
 rest as ``interrupted``. Workers still stuck in a request after a short grace are abandoned
 (the process is ending).
+
+A rerun with the lock of an earlier run (``known``) asks less: an image the lock records is
+checked with two HEADs sent together, the source by its tag (a tag moved at the source is
+still noticed: the HEAD gives the digest it names now) and the target by the recorded digest
+or tag. When both name the recorded digest the image is skipped without reading its manifest
+or walking an index's children (size and media type come from the lock); otherwise it is
+copied as without a lock. Entries whose digest a ``--platform`` filter changed, and indexes
+while ``--platform`` is given, always take the full path (the filter decides the digest).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import TypeVar
 from kferry import interrupt
 from kferry.errors import KferryError
 from kferry.name import Reference
-from kferry.plan import LockEntry, Planned
+from kferry.plan import Lock, LockEntry, Planned
 from kferry.plan.lock import LockReferrer
 from kferry.transfer.errors import DigestMismatch, RegistryError, TransientError
 from kferry.transfer.media import (
@@ -44,7 +52,7 @@ from kferry.transfer.media import (
     parse_manifest,
 )
 from kferry.transfer.referrer_copy import ReferrerCopy
-from kferry.transfer.stores import ImageSink, ImageSource
+from kferry.transfer.stores import DigestSource, ImageSink, ImageSource
 from kferry.transfer.transport import backoff_delay
 
 
@@ -216,8 +224,10 @@ class Copier:
         max_wait: float = 60.0,
         referrers: bool = True,
         cancel: threading.Event | None = None,
+        known: Lock | None = None,
     ) -> None:
         self.referrers = referrers
+        self.known = known
         self.retries = max(0, retries)
         self.backoff = backoff
         self.max_wait = max_wait
@@ -242,24 +252,34 @@ class Copier:
         sends: list[Future[None]] = []
         sized = 0
 
+        referrers = ReferrerCopy(self, senders) if self.referrers else None
+
+        def looked_up(result: ImageResult) -> None:
+            # an image's referrers are looked up as soon as it is there, while others copy
+            if referrers is not None and result.done and result.digest:
+                referrers.prefetch(result)
+
+        def send(result: ImageResult, work: _Work) -> None:
+            self._guarded(result, lambda: self._send(result, work))
+            looked_up(result)
+
         def read(result: ImageResult) -> None:
             nonlocal sized
             work = self._guarded(result, lambda: self._resolve(result))
             if work is None:
+                looked_up(result)
                 return
             with self._lock:
                 sized += work.blob_bytes
-                sends.append(
-                    senders.submit(self._guarded, result, lambda: self._send(result, work))
-                )
+                sends.append(senders.submit(send, result, work))
 
         try:
             reads = [readers.submit(read, r) for r in results]
             self._wait(reads)
             self.progress.sized(sized)
             self._wait(list(sends))
-            if self.referrers:  # what belongs to each image, once the images are there
-                ReferrerCopy(self, senders).run(results)
+            if referrers is not None:  # what belongs to each image, once the images are there
+                referrers.run(results)
         except KeyboardInterrupt:
             with self._lock:
                 pending = [*reads, *sends]
@@ -343,6 +363,9 @@ class Copier:
                 f"tag or by {COPYABLE_DIGEST} digest only (registries address manifests by "
                 f"{COPYABLE_DIGEST}): name it by its tag or its {COPYABLE_DIGEST} digest"
             )
+        if self._unchanged(result):
+            self._done(result)
+            return None
         top = self.source.get_manifest(src)
         result.source_digest = top.digest
         if src.digest and top.digest != src.digest:
@@ -408,6 +431,35 @@ class Copier:
         with self._lock:
             result.status = "copied"
         self._done(result)
+
+    def _unchanged(self, result: ImageResult) -> bool:
+        """The image is where the lock says, as the lock says (see the module docstring);
+        ``result`` is then filled in from the lock entry and marked skipped."""
+        if self.known is None or result.kind or not isinstance(self.source, DigestSource):
+            return False
+        entry = self.known.entry(result.source)
+        if (
+            entry is None
+            or not entry.digest
+            or not entry.media_type
+            or (entry.source_digest or entry.digest) != entry.digest
+            or (self.platforms and entry.media_type in INDEX_TYPES)
+        ):
+            return False
+        dst = result.target
+        recorded = dst.with_digest(entry.digest) if dst.digest else dst
+        if entry.target.canonical != recorded.canonical:
+            return False  # recorded for another target
+        ident = entry.digest if dst.digest else (dst.tag or "latest")
+        at_target = self._blob_pool.submit(self.sink.manifest_digest, dst.at(ident))
+        if self.source.source_digest(result.source) != entry.digest:
+            return False  # (the target's answer is not needed then)
+        if at_target.result() != entry.digest:
+            return False
+        result.digest = result.source_digest = entry.digest
+        result.media_type, result.size = entry.media_type, entry.size
+        result.status, result.bytes_skipped = "skipped", entry.size
+        return True
 
     def _descendants(self, result: ImageResult, top: Manifest) -> list[Manifest]:
         return descendants(self.source, result.source, top)

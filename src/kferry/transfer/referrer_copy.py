@@ -39,9 +39,28 @@ _Item = tuple["ImageResult", "ImageResult", Found]
 
 
 class ReferrerCopy:
+    """Built before the images are copied: :meth:`prefetch` looks up an image's referrers as
+    soon as the image is done (in the image's thread, so the lookups overlap the other
+    images' copies), :meth:`run` then copies what was found."""
+
     def __init__(self, copier: Copier, pool: ThreadPoolExecutor) -> None:
         self.copier = copier
         self.pool = pool
+        self._found: dict[int, list[Found]] = {}  # id(image result) -> its first lookup
+
+    @staticmethod
+    def _looked_up(r: ImageResult) -> bool:
+        """Whether the referrers of this copied image are looked up (see ``run``)."""
+        return (
+            r.status != "failed"
+            and bool(r.digest)
+            and not (r.source_digest and r.digest != r.source_digest)
+        )
+
+    def prefetch(self, r: ImageResult) -> None:
+        source = self.copier.source
+        if isinstance(source, ReferrerSource) and self._looked_up(r):
+            self._found[id(r)] = self._find(source, (r, r, r.digest))
 
     def run(self, results: Sequence[ImageResult]) -> None:
         source = self.copier.source
@@ -51,7 +70,7 @@ class ReferrerCopy:
         for r in results:
             if r.status == "failed" or not r.digest:
                 continue
-            if r.source_digest and r.digest != r.source_digest:
+            if not self._looked_up(r):
                 r.notes.append(
                     "signatures, attestations and SBOMs not copied: --platform changed the "
                     "image's digest, and they name the unfiltered one"
@@ -63,8 +82,14 @@ class ReferrerCopy:
             if not todo:
                 break
             batch: list[_Item] = []
+
+            def lookup(t: _Subject) -> list[Found]:
+                if t[0] is t[1] and id(t[0]) in self._found:
+                    return self._found.pop(id(t[0]))  # looked up while the images went on
+                return self._find(source, t)
+
             for (owner, subject, _digest), found in zip(
-                todo, self.pool.map(lambda t: self._find(source, t), todo), strict=True
+                todo, self.pool.map(lookup, todo), strict=True
             ):
                 for f in found[:MAX_PER_SUBJECT]:
                     target = subject.target.at(f.ref.tag or "")

@@ -196,11 +196,19 @@ class Registry:
     def tags(self, repo: str, page: int = 1000, max_pages: int = 10) -> set[str] | None:
         """Every tag of ``repo`` (``GET /v2/<name>/tags/list``, pages followed through the
         ``Link`` header); None when the registry will not list them or there are more than
-        ``page * max_pages`` (the caller then asks tag by tag)."""
+        ``page * max_pages`` (the caller then asks tag by tag).
+
+        Called for a repository the caller has read from: a 404 whose error code is
+        ``NAME_UNKNOWN`` then means it has no tag (distribution answers so for a repository
+        holding only untagged manifests), so the list is empty; any other 404 (a registry
+        without the endpoint) is None as before."""
         url = f"/v2/{repo}/tags/list?{urlencode({'n': page})}"
         found: set[str] = set()
         for _ in range(max_pages):
             resp = self.request("GET", url, self.scopes(repo, False), stream=True)
+            if resp.status_code == 404 and not found:
+                body = self._read_capped(resp, 1 << 16, f"{self.host}/{repo}", "tag list error")
+                return set() if _error_codes(body) == {"NAME_UNKNOWN"} else None
             if resp.status_code != 200:
                 resp.close()
                 return None
@@ -445,6 +453,18 @@ class Registry:
                 f"{': ' + detail if detail else ''}; the account needs push/pull rights there"
             )
         raise RegistryError(f"{where}: HTTP {resp.status_code}{': ' + detail if detail else ''}")
+
+
+def _error_codes(body: bytes) -> set[str]:
+    """The ``errors[].code`` values of a registry error body (empty when it is none)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return set()
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if not isinstance(errors, list):
+        return set()
+    return {e["code"] for e in errors if isinstance(e, dict) and isinstance(e.get("code"), str)}
 
 
 def _with_query(url: str, **params: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from kferry.name import Reference
 from kferry.transfer.digest import verified
@@ -33,6 +33,13 @@ class ImageSource(Protocol):
     def open_blob(
         self, ref: Reference, desc: Descriptor
     ) -> AbstractContextManager[Iterator[bytes]]: ...
+
+
+@runtime_checkable
+class DigestSource(Protocol):
+    """A source that can say which digest a reference names without sending the manifest."""
+
+    def source_digest(self, ref: Reference) -> str | None: ...
 
 
 class ImageSink(Protocol):
@@ -116,6 +123,10 @@ class RegistryStore:
             if key not in self._tag_lists:
                 self._tag_lists[key] = reg.tags(ref.path)
             return self._tag_lists[key]
+
+    def source_digest(self, ref: Reference) -> str | None:
+        """The digest ``ref`` names at the source now (one HEAD), None when it is absent."""
+        return self.registries.get(ref.domain).manifest_digest(ref.path, _identifier(ref))
 
     def get_child(self, ref: Reference, digest: str) -> Manifest:
         return self.registries.get(ref.domain).get_manifest(ref.path, digest)

@@ -114,9 +114,39 @@ def host_trust(host: str, options: Options) -> HostTrust:
     return HostTrust(tuple(dict.fromkeys(cas)), tuple(clients))
 
 
+def _file_state(path: Path) -> tuple[str, int, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (str(path), -1, -1, -1)  # loading it says what is wrong (not cached then)
+    return (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+# Contexts built, by what they trust (each file with its inode, size and mtime, so a file
+# changed in place is read again). Loading the system CAs costs 0.05-0.2 s of CPU each time,
+# and a run builds a client per host for the preflight, its reachability probe and the copy:
+# one context per trust serves them all (an SSLContext is shared safely by connections and
+# threads; it is not changed after it is built).
+_CONTEXTS: dict[tuple[object, ...], ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
 def host_ssl_context(host: str, options: Options) -> ssl.SSLContext:
-    """The TLS context for one registry host: system CAs, ``--ca-file``s, its cert dir."""
+    """The TLS context for one registry host: system CAs, ``--ca-file``s, its cert dir
+    (one per distinct trust and process, see ``_CONTEXTS``)."""
     trust = host_trust(host, options)
+    key = (
+        tuple(_file_state(ca) for ca in trust.cas),
+        tuple((_file_state(c), _file_state(k)) for c, k in trust.client_certs[:1]),
+    )
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+        if ctx is None:
+            ctx = _CONTEXTS[key] = _build_host_context(trust, options)
+        return ctx
+
+
+def _build_host_context(trust: HostTrust, options: Options) -> ssl.SSLContext:
     ctx = ssl_context(None)
     for ca in trust.cas:
         try:
@@ -133,6 +163,14 @@ def host_ssl_context(host: str, options: Options) -> ssl.SSLContext:
                 f"with {key.name}: {exc}"
             ) from None
     return ctx
+
+
+def check_ca_file(ca_file: Path) -> None:
+    """``ca_file`` loads as CA certificates (checked alone: the system CAs are not read)."""
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise RegistryError(f"--ca-file {ca_file}: cannot load CA certificates: {exc}") from None
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
