@@ -227,7 +227,7 @@ def test_login_then_private_source_and_target_with_two_cas(
         env={"REGISTRY_AUTH_FILE": str(authfile)},
     )  # fmt: skip
     assert res.code == 0, res.out + res.err
-    assert "1 copied" in res.out
+    assert "1 images: 1 saved" in res.out
 
     # without the source's credentials the same save is refused (they really were used)
     res = run_kferry("bundle", "save", img.tag_ref, "-o", str(tmp_path / "b2"),
