@@ -46,7 +46,9 @@ def _write_many(path: str, worker: int, count: int) -> None:
 
 def test_concurrent_runs_keep_every_entry(tmp_path: Path) -> None:
     lock = tmp_path / "kferry.lock.json"
-    ctx = multiprocessing.get_context("fork")
+    # spawn, not fork: under pytest-xdist the worker has threads (execnet's), and a fork can
+    # copy a lock one of them holds; children then hang (seen: 4 of 6 stuck, holding the flock)
+    ctx = multiprocessing.get_context("spawn")
     workers, count = 6, 25
     procs = [ctx.Process(target=_write_many, args=(str(lock), w, count)) for w in range(workers)]
     for p in procs:
