@@ -60,29 +60,6 @@ def run_kferry(
     return Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
-SERVER_MARKERS = ("registry", "cluster", "node")
-RENDER_CACHING = ("test_rewrite.py", "test_images_diff.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``scripts/test`` runs ``-n auto --dist loadgroup``), every test that
-    runs servers goes to one worker, in order, so the session's registries, cluster and node
-    are started once, as without xdist; the other tests share the other workers, but those of
-    a module that caches whole-render results (:data:`RENDER_CACHING`) stay on one worker per
-    release, so each render is rewritten once."""
-    for item in items:
-        if any(item.get_closest_marker(m) for m in SERVER_MARKERS):
-            item.add_marker(pytest.mark.xdist_group("servers"))
-        elif item.path.name in RENDER_CACHING:
-            # one group per release where the test names one (its cache is per release)
-            params = getattr(item, "callspec", None)
-            release = params.params.get("release") if params is not None else None
-            group = f"{item.path.name}[{release}]" if release else item.path.name
-            item.add_marker(pytest.mark.xdist_group(group))
-    # the long groups first, so that the short tests fill the workers in at the end
-    items.sort(key=lambda i: i.path.name not in RENDER_CACHING)
-
-
 @pytest.fixture
 def kferry():
     return run_kferry
