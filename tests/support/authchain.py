@@ -44,8 +44,8 @@ from typing import Any
 
 import httpx
 
-from tests.support.dex import PEERS_SCRIPT, DexServer
-from tests.support.processes import free_port, launch, stop_popen
+from tests.support.dex import DexServer
+from tests.support.processes import free_port, launch, peer_binary, stop_popen
 
 Obj = dict[str, Any]
 START_TIMEOUT = 30.0
@@ -56,20 +56,8 @@ class AuthChainError(RuntimeError):
 
 
 def oauth2_proxy_binary() -> Path:
-    """``KFERRY_OAUTH2_PROXY_BIN``, or ``scripts/peers oauth2-proxy`` (instant when cached)."""
-    override = os.environ.get("KFERRY_OAUTH2_PROXY_BIN")
-    if override:
-        return Path(override)
-    proc = subprocess.run(
-        [str(PEERS_SCRIPT), "oauth2-proxy"],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    lines = proc.stdout.decode().strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise AuthChainError(f"{PEERS_SCRIPT} oauth2-proxy failed ({proc.returncode})")
-    return Path(lines[-1]) / "oauth2-proxy"
+    """``KFERRY_OAUTH2_PROXY_BIN``, or ``scripts/peers oauth2-proxy``."""
+    return peer_binary("oauth2-proxy", "KFERRY_OAUTH2_PROXY_BIN")
 
 
 # -- the dashboard stand-in

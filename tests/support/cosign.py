@@ -14,10 +14,9 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.processes import peer_binary
 from tests.support.registry import Registry, write_docker_config
 
-ROOT = Path(__file__).resolve().parents[2]
-PEERS_SCRIPT = ROOT / "scripts" / "peers"
 PASSWORD = "cosign-test-key-pw"
 TIMEOUT = 120
 
@@ -27,20 +26,8 @@ class CosignError(RuntimeError):
 
 
 def cosign_binary() -> Path:
-    """``KFERRY_COSIGN_BIN``, or ``scripts/peers cosign`` (built once, then cached)."""
-    override = os.environ.get("KFERRY_COSIGN_BIN")
-    if override:
-        return Path(override)
-    proc = subprocess.run(
-        [str(PEERS_SCRIPT), "cosign"],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    lines = proc.stdout.decode().strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise CosignError(f"{PEERS_SCRIPT} cosign failed with exit code {proc.returncode}")
-    return Path(lines[-1]) / "cosign"
+    """``KFERRY_COSIGN_BIN``, or ``scripts/peers cosign`` (built on first use, then cached)."""
+    return peer_binary("cosign", "KFERRY_COSIGN_BIN")
 
 
 @dataclass

@@ -30,10 +30,8 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.support.processes import free_port, launch, stop_popen
+from tests.support.processes import free_port, launch, peer_binary, stop_popen
 
-ROOT = Path(__file__).resolve().parents[2]
-PEERS_SCRIPT = ROOT / "scripts" / "peers"
 START_TIMEOUT = 30.0
 
 Obj = dict[str, Any]
@@ -44,17 +42,8 @@ class DexError(RuntimeError):
 
 
 def dex_binary() -> Path:
-    """The dex binary: ``KFERRY_DEX_BIN``, or ``scripts/peers dex`` (instant when cached)."""
-    override = os.environ.get("KFERRY_DEX_BIN")
-    if override:
-        return Path(override)
-    proc = subprocess.run(
-        [str(PEERS_SCRIPT), "dex"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False
-    )
-    lines = proc.stdout.decode().strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise DexError(f"{PEERS_SCRIPT} dex failed with exit code {proc.returncode}")
-    return Path(lines[-1]) / "dex"
+    """The dex binary: ``KFERRY_DEX_BIN``, or ``scripts/peers dex``."""
+    return peer_binary("dex", "KFERRY_DEX_BIN")
 
 
 def kubelet_env(deployment: Obj, get_secret: Callable[[str], Obj | None]) -> dict[str, str]:

@@ -178,3 +178,21 @@ def free_ports(count: int) -> list[int]:
             sock.bind(("127.0.0.1", 0))
             ports.append(int(sock.getsockname()[1]))
         return ports
+
+
+PEERS_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "peers"
+
+
+def peer_binary(name: str, override_env: str) -> Path:
+    """A peer's program: ``$override_env`` if set, else ``scripts/peers NAME`` (built once
+    into the peer cache, instant after that; its last line is the folder holding NAME)."""
+    override = os.environ.get(override_env)
+    if override:
+        return Path(override)
+    proc = subprocess.run(
+        [str(PEERS_SCRIPT), name], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False
+    )
+    lines = proc.stdout.decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{PEERS_SCRIPT} {name} failed with exit code {proc.returncode}")
+    return Path(lines[-1]) / name

@@ -13,33 +13,19 @@ as the others (``client``, ``ref``, ``stop``), started with :func:`start_referre
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 from tests.support import markers
 from tests.support.pki import new_ca
-from tests.support.processes import free_port, launch
-from tests.support.registry import _LIVE, Registry
+from tests.support.processes import free_port, peer_binary
+from tests.support.registry import Registry
 
-ROOT = Path(__file__).resolve().parents[2]
-PEERS_SCRIPT = ROOT / "scripts" / "peers"
 NAME = "referrers-registry"
 
 
 def referrers_registry_binary() -> Path:
-    """``KFERRY_REFERRERS_REGISTRY_BIN``, or ``scripts/peers referrers-registry`` (cached)."""
-    override = os.environ.get("KFERRY_REFERRERS_REGISTRY_BIN")
-    if override:
-        return Path(override)
-    proc = subprocess.run(
-        [str(PEERS_SCRIPT), NAME], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=False
-    )
-    lines = proc.stdout.decode().strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{PEERS_SCRIPT} {NAME} failed with exit code {proc.returncode}")
-    return Path(lines[-1]) / NAME
+    """``KFERRY_REFERRERS_REGISTRY_BIN``, or ``scripts/peers referrers-registry``."""
+    return peer_binary(NAME, "KFERRY_REFERRERS_REGISTRY_BIN")
 
 
 class ReferrersRegistry(Registry):
@@ -52,15 +38,7 @@ class ReferrersRegistry(Registry):
         argv = [str(self.binary), "--address", self.host, "--dir", str(self.storage)]
         if self.tls_files is not None:
             argv += ["--tls-cert", str(self.tls_files[0]), "--tls-key", str(self.tls_files[1])]
-        started = time.perf_counter()
-        self.process = launch(argv, self.log_file, tied=False)
-        _LIVE.add(self)
-        try:
-            self._wait_ready(started)
-        except BaseException:
-            self._terminate()
-            raise
-        self.start_seconds = time.perf_counter() - started
+        self._run(argv)
 
 
 def start_referrers_registry(tmp_dir: Path, *, tls: bool = False) -> ReferrersRegistry:

@@ -208,12 +208,14 @@ class Registry:
         binary = shutil.which(REGISTRY_BINARY)
         if binary is None:
             raise RuntimeError(f"{REGISTRY_BINARY} is not on PATH: run scripts/system-deps")
+        self._run([binary, "serve", str(self.config_file)], env)
+
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start ``argv`` as this registry and wait until it answers (stopped if it does not)."""
         started = time.perf_counter()
         # Not tied to the starting thread: fixtures may start a registry from any thread;
         # _LIVE stops it at exit.
-        self.process = launch(
-            [binary, "serve", str(self.config_file)], self.log_file, tied=False, env=env
-        )
+        self.process = launch(argv, self.log_file, tied=False, env=env)
         _LIVE.add(self)
         try:
             self._wait_ready(started)
