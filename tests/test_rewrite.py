@@ -80,7 +80,7 @@ def original_docs(release: str) -> Docs:
 @cache
 def _validator(api_version: str, kind: str) -> Any:
     """kubernetes_validate's own strict schema for one kind, built once (its ``validate``
-    rebuilds the schema registry on every call, 50 ms an object)."""
+    reads the schema files and rebuilds the schema registry on every call)."""
     from kubernetes_validate import utils
     from referencing import Registry, Resource
 

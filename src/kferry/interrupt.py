@@ -64,10 +64,6 @@ def abandon_workers() -> None:
     _abandoned.set()
 
 
-def abandoned() -> bool:
-    return _abandoned.is_set()
-
-
 def end_if_abandoned(code: int) -> None:
     """When workers were abandoned, flush the output and end the process now with ``code``
     (the interpreter would wait for those threads at exit)."""

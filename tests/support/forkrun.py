@@ -2,7 +2,7 @@
 
 Most of the fast subset's time was interpreter start-up and imports (httpx, rich, click,
 PyYAML, lightkube with trio, and kferry's own 190 modules), paid again for every ``python -m
-kferry`` a test runs: 3.8 s a call on a loaded machine, 0.06 s from this server. A fork server
+kferry`` a test runs. A fork server
 pays it once: a helper process imports those libraries and every kferry module, then forks one
 child per run. The child gets the run's stdin/stdout/stderr as file descriptors, its
 environment, cwd and argv, and runs ``kferry`` as ``python -m`` does, in a process of its own:

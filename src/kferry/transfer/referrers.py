@@ -37,7 +37,6 @@ from kferry.transfer.media import OCI_INDEX, Manifest, parse_manifest
 
 TAG_SUFFIXES = ("sig", "att", "sbom")
 KIND_REFERRERS = "referrers"
-KINDS = (*TAG_SUFFIXES, KIND_REFERRERS)
 SUBJECT_ANNOTATION = "io.kferry.referrer.subject"
 KIND_ANNOTATION = "io.kferry.referrer.kind"
 # Referrers of referrers (a signature of an SBOM) are followed this many levels deep, and no
