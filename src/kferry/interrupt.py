@@ -64,6 +64,11 @@ def abandon_workers() -> None:
     _abandoned.set()
 
 
+def abandoned() -> bool:
+    """Whether a cancel gave up on workers still inside a request."""
+    return _abandoned.is_set()
+
+
 def end_if_abandoned(code: int) -> None:
     """When workers were abandoned, flush the output and end the process now with ``code``
     (the interpreter would wait for those threads at exit)."""
